@@ -1,0 +1,482 @@
+"""Installation config: one validated TOML file describes a home (site, PV, battery, goals, tariff, strategy).
+
+The keys documented in ``examples/home.toml`` are a contract other tools rely on. Every value is checked
+on load; an error names the file, the key, the value and what is allowed, and all problems in a file are
+reported at once so a home owner can fix them in one go::
+
+    home.toml: battery.reserve_pct = 120: must be 0..100
+
+Objects here are frozen dataclasses: they describe the parts of a home that do not change. Things that do
+change (SoC, prices, irradiance) are passed to functions as arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dwars.errors import DwarsError
+
+Profile = Literal["rustig", "gemiddeld", "maximaal", "inkoop-only"]
+PROFILES: tuple[str, ...] = ("rustig", "gemiddeld", "maximaal", "inkoop-only")
+
+
+class ConfigError(DwarsError, ValueError):
+    """A config file (or dict) has one or more invalid values; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = [f"{source}: {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """Where the home is and how big its grid connection is.
+
+    Attributes
+    ----------
+    latitude, longitude : degrees north / east (WGS84).
+    timezone : IANA name used to show times and to interpret local-clock goals ("Europe/Amsterdam").
+    grid_limit_kw : connection limit in kW, applied to import and to export (3x25 A is about 17 kW).
+    """
+
+    latitude: float = 52.10
+    longitude: float = 5.18
+    timezone: str = "Europe/Amsterdam"
+    grid_limit_kw: float = 17.0
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class PvArray:
+    """One plane of panels. Azimuth: 0/360 north, 90 east, 180 south, 270 west; tilt 0 = flat (degrees)."""
+
+    kwp: float
+    azimuth_deg: float = 180.0
+    tilt_deg: float = 35.0
+
+
+@dataclass(frozen=True)
+class PvConfig:
+    """The PV installation: one or more arrays on one inverter.
+
+    Attributes
+    ----------
+    arrays : the panel planes (e.g. east and west).
+    inverter_kw : AC rating of the inverter in kW; AC output is clipped there.
+    system_losses_pct : DC-side losses (soiling, wiring, mismatch, shading, ageing) in %, PVWatts style.
+    temperature_coefficient_pct_per_c : power change of the modules per degC above 25 degC, in %/degC.
+    inverter_efficiency : nominal DC->AC efficiency of the inverter (0..1).
+    """
+
+    arrays: tuple[PvArray, ...]
+    inverter_kw: float
+    system_losses_pct: float = 14.0
+    temperature_coefficient_pct_per_c: float = -0.37
+    inverter_efficiency: float = 0.96
+
+    @property
+    def kwp(self) -> float:
+        """Total DC peak power of all arrays, in kWp."""
+        return float(sum(a.kwp for a in self.arrays))
+
+
+@dataclass(frozen=True)
+class BatteryConfig:
+    """The home battery, with all powers on the AC side.
+
+    Attributes
+    ----------
+    capacity_kwh : usable energy content at 100 % SoC, in kWh.
+    max_charge_kw, max_discharge_kw : AC power limits in kW.
+    round_trip_efficiency : AC->AC; each direction is sqrt(round_trip_efficiency).
+    reserve_pct : SoC never used in normal operation (backup power), in % of capacity.
+    initial_soc_pct : SoC at the start of a simulation, in %.
+    wear_eur_per_kwh : wear cost per kWh discharged (AC side), in EUR/kWh.
+    """
+
+    capacity_kwh: float = 10.0
+    max_charge_kw: float = 5.0
+    max_discharge_kw: float = 5.0
+    round_trip_efficiency: float = 0.90
+    reserve_pct: float = 20.0
+    initial_soc_pct: float = 50.0
+    wear_eur_per_kwh: float = 0.02
+
+    @property
+    def efficiency_one_way(self) -> float:
+        """Efficiency of one direction (charge or discharge): sqrt of the round trip."""
+        return math.sqrt(self.round_trip_efficiency)
+
+    @property
+    def reserve_kwh(self) -> float:
+        return self.capacity_kwh * self.reserve_pct / 100.0
+
+    @property
+    def initial_energy_kwh(self) -> float:
+        return self.capacity_kwh * self.initial_soc_pct / 100.0
+
+
+@dataclass(frozen=True)
+class GoalsConfig:
+    """Hard goals the home owner sets.
+
+    Attributes
+    ----------
+    endpoint_hour : local clock hour (0..23); every day the SoC must be >= ``endpoint_soc_pct`` at that
+        instant. ``None`` disables the endpoint.
+    endpoint_soc_pct : SoC target of the endpoint, in %.
+    night_end_offset_min : night end = local sunrise minus this many minutes.
+    night_end_soc_pct : SoC that must remain at the night end every day, in %. ``None`` disables it.
+    """
+
+    endpoint_hour: int | None = 17
+    endpoint_soc_pct: float = 90.0
+    night_end_offset_min: float = 60.0
+    night_end_soc_pct: float | None = 30.0
+
+
+@dataclass(frozen=True)
+class TariffConfig:
+    """Tariff keys as written in the file; :mod:`dwars.env.tariff` turns them into prices.
+
+    ``None`` means "take it from the supplier preset, else the built-in default" (for the energy tax: the
+    statutory rate of the calendar year of each interval). All EUR/kWh amounts exclude VAT.
+    """
+
+    supplier: str = "custom"
+    energy_tax_eur_per_kwh: float | None = None
+    vat_pct: float | None = None
+    purchase_fee_eur_per_kwh: float | None = None
+    feed_in_fee_eur_per_kwh: float | None = None
+    export_vat: bool | None = None
+    base_margin_eur_per_kwh: float | None = None
+    net_metering: bool | None = None
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """How eager dwars trades: ``rustig`` (strict), ``gemiddeld``, ``maximaal`` (loose), ``inkoop-only``."""
+
+    profile: Profile = "gemiddeld"
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """The household's consumption when no measured series is given: a standard profile scaled to a year."""
+
+    annual_kwh: float = 2900.0
+    profile: str = "E1A"
+
+
+@dataclass(frozen=True)
+class Installation:
+    """A whole home: everything :func:`load_config` reads from one TOML file."""
+
+    site: SiteConfig = field(default_factory=SiteConfig)
+    pv: PvConfig | None = None
+    battery: BatteryConfig = field(default_factory=BatteryConfig)
+    goals: GoalsConfig = field(default_factory=GoalsConfig)
+    tariff: TariffConfig = field(default_factory=TariffConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    load: LoadConfig = field(default_factory=LoadConfig)
+    name: str = "home"
+
+    def replace(self, **changes: Any) -> Installation:
+        """A copy with whole sections replaced (for domain randomisation); the result is validated."""
+        new = dataclasses.replace(self, **changes)
+        validate_installation(new)
+        return new
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation rules. One table per section: key -> (kind, check). Kinds convert and type-check the raw
+# TOML value; checks return an error text or None.
+# --------------------------------------------------------------------------------------------------
+
+Check = Callable[[Any], str | None]
+
+
+def _range(lo: float, hi: float, *, lo_open: bool = False) -> Check:
+    def check(v: float) -> str | None:
+        if (v > lo if lo_open else v >= lo) and v <= hi:
+            return None
+        return f"must be more than {lo:g} and at most {hi:g}" if lo_open else f"must be {lo:g}..{hi:g}"
+
+    return check
+
+
+def _one_of(options: tuple[str, ...]) -> Check:
+    def check(v: str) -> str | None:
+        return None if v in options else f"must be one of {', '.join(options)}"
+
+    return check
+
+
+def _timezone(v: str) -> str | None:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "must be an IANA time zone name such as Europe/Amsterdam"
+    return None
+
+
+_NUM = "number"
+_INT = "integer"
+_STR = "text"
+_BOOL = "true/false"
+
+_SCHEMA: dict[str, dict[str, tuple[str, Check | None]]] = {
+    "site": {
+        "latitude": (_NUM, _range(-90, 90)),
+        "longitude": (_NUM, _range(-180, 180)),
+        "timezone": (_STR, _timezone),
+        "grid_limit_kw": (_NUM, _range(0, 1000, lo_open=True)),
+    },
+    "pv": {
+        "inverter_kw": (_NUM, _range(0, 1000, lo_open=True)),
+        "system_losses_pct": (_NUM, _range(0, 99)),
+        "temperature_coefficient_pct_per_c": (_NUM, _range(-2, 0)),
+        "inverter_efficiency": (_NUM, _range(0.5, 1)),
+    },
+    "pv.arrays": {
+        "kwp": (_NUM, _range(0, 1000, lo_open=True)),
+        "azimuth_deg": (_NUM, _range(0, 360)),
+        "tilt_deg": (_NUM, _range(0, 90)),
+    },
+    "battery": {
+        "capacity_kwh": (_NUM, _range(0, 1000, lo_open=True)),
+        "max_charge_kw": (_NUM, _range(0, 1000, lo_open=True)),
+        "max_discharge_kw": (_NUM, _range(0, 1000, lo_open=True)),
+        "round_trip_efficiency": (_NUM, _range(0, 1, lo_open=True)),
+        "reserve_pct": (_NUM, _range(0, 100)),
+        "initial_soc_pct": (_NUM, _range(0, 100)),
+        "wear_eur_per_kwh": (_NUM, _range(0, 5)),
+    },
+    "goals": {
+        "endpoint_hour": (_INT, _range(0, 23)),
+        "endpoint_soc_pct": (_NUM, _range(0, 100)),
+        "night_end_offset_min": (_NUM, _range(-600, 600)),
+        "night_end_soc_pct": (_NUM, _range(0, 100)),
+    },
+    "tariff": {
+        "supplier": (_STR, None),  # checked against the preset table by dwars.env.tariff
+        "energy_tax_eur_per_kwh": (_NUM, _range(0, 2)),
+        "vat_pct": (_NUM, _range(0, 100)),
+        "purchase_fee_eur_per_kwh": (_NUM, _range(-1, 1)),
+        "feed_in_fee_eur_per_kwh": (_NUM, _range(-1, 1)),
+        "export_vat": (_BOOL, None),
+        "base_margin_eur_per_kwh": (_NUM, _range(0, 2)),
+        "net_metering": (_BOOL, None),
+    },
+    "strategy": {
+        "profile": (_STR, _one_of(PROFILES)),
+    },
+    "load": {
+        "annual_kwh": (_NUM, _range(0, 1_000_000, lo_open=True)),
+        "profile": (_STR, _one_of(("E1A",))),
+    },
+}
+_TOP_LEVEL = ("name", *(s for s in _SCHEMA if "." not in s))
+# Goals may be switched off by writing `false` instead of a number (TOML has no null).
+_DISABLEABLE = {("goals", "endpoint_hour"), ("goals", "night_end_soc_pct")}
+
+
+def _convert(kind: str, value: Any) -> Any:
+    """Convert a TOML value to the kind, or raise TypeError with a short reason."""
+    if kind == _NUM:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError("must be a number")
+        if not math.isfinite(float(value)):
+            raise TypeError("must be a finite number")
+        return float(value)
+    if kind == _INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise TypeError("must be a whole number")
+        return value
+    if kind == _STR:
+        if not isinstance(value, str):
+            raise TypeError("must be text in quotes")
+        return value
+    if kind == _BOOL:
+        if not isinstance(value, bool):
+            raise TypeError("must be true or false")
+        return value
+    raise AssertionError(kind)  # pragma: no cover - schema typo
+
+
+def _unknown_key(where: str, key: str, allowed: tuple[str, ...] | list[str]) -> str:
+    hint = difflib.get_close_matches(key, list(allowed), n=1)
+    extra = f"; did you mean {hint[0]}?" if hint else f"; known keys: {', '.join(allowed)}"
+    return f"{where}{key}: unknown key{extra}"
+
+
+def _read_section(
+    raw: Mapping[str, Any], section: str, problems: list[str], prefix: str | None = None
+) -> dict[str, Any]:
+    schema = _SCHEMA[section]
+    prefix = f"{section}." if prefix is None else prefix
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in schema:
+            if section == "pv" and key == "arrays":
+                continue
+            allowed = [*schema, "arrays"] if section == "pv" else list(schema)
+            problems.append(_unknown_key(prefix, key, allowed))
+            continue
+        if value is False and (section, key) in _DISABLEABLE:
+            out[key] = None
+            continue
+        kind, check = schema[key]
+        try:
+            converted = _convert(kind, value)
+        except TypeError as err:
+            problems.append(f"{prefix}{key} = {value!r}: {err}")
+            continue
+        reason = check(converted) if check else None
+        if reason:
+            shown = f"{value!r}" if isinstance(value, str) else f"{value}"
+            problems.append(f"{prefix}{key} = {shown}: {reason}")
+            continue
+        out[key] = converted
+    return out
+
+
+def installation_from_dict(raw: Mapping[str, Any], source: str = "config") -> Installation:
+    """Build and validate an :class:`Installation` from a parsed TOML mapping.
+
+    Raises
+    ------
+    ConfigError
+        listing every problem found, each naming the key, the value and the allowed range.
+    """
+    problems: list[str] = []
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            problems.append(_unknown_key("", key, _TOP_LEVEL))
+
+    def section(name: str) -> dict[str, Any]:
+        value = raw.get(name, {})
+        if not isinstance(value, Mapping):
+            problems.append(f"{name}: must be a [{name}] table")
+            return {}
+        return _read_section(value, name, problems)
+
+    site = SiteConfig(**section("site"))
+    battery = BatteryConfig(**section("battery"))
+    goals = GoalsConfig(**section("goals"))
+    tariff = TariffConfig(**section("tariff"))
+    strategy = StrategyConfig(**section("strategy"))
+    load = LoadConfig(**section("load"))
+
+    pv: PvConfig | None = None
+    if "pv" in raw:
+        pv_raw = raw["pv"]
+        if not isinstance(pv_raw, Mapping):
+            problems.append("pv: must be a [pv] table")
+        else:
+            pv_keys = _read_section(pv_raw, "pv", problems)
+            arrays_raw = pv_raw.get("arrays")
+            arrays: list[PvArray] = []
+            if not isinstance(arrays_raw, list) or not arrays_raw:
+                problems.append(
+                    "pv.arrays: must list at least one array, e.g. "
+                    "arrays = [{kwp = 5.0, azimuth_deg = 180, tilt_deg = 35}]"
+                )
+            else:
+                for i, arr in enumerate(arrays_raw):
+                    where = f"pv.arrays[{i}]."
+                    if not isinstance(arr, Mapping):
+                        problems.append(f"pv.arrays[{i}]: must be a table like {{kwp = 5.0}}")
+                        continue
+                    vals = _read_section(arr, "pv.arrays", problems, prefix=where)
+                    if "kwp" not in arr:
+                        problems.append(f"{where}kwp: missing (peak power of the array in kWp)")
+                        continue
+                    if "kwp" in vals:
+                        arrays.append(PvArray(**vals))
+            if "inverter_kw" not in pv_raw:
+                problems.append("pv.inverter_kw: missing (AC rating of the inverter in kW)")
+            if arrays and "inverter_kw" in pv_keys:
+                pv = PvConfig(arrays=tuple(arrays), **pv_keys)
+
+    name = raw.get("name", "home")
+    if not isinstance(name, str):
+        problems.append(f"name = {name!r}: must be text in quotes")
+        name = "home"
+
+    if problems:
+        raise ConfigError(problems, source)
+    inst = Installation(
+        site=site, pv=pv, battery=battery, goals=goals, tariff=tariff, strategy=strategy, load=load, name=name
+    )
+    validate_installation(inst, source)
+    return inst
+
+
+def validate_installation(inst: Installation, source: str = "config") -> None:
+    """Checks that involve more than one key (the per-key ranges are checked while reading).
+
+    Raises
+    ------
+    ConfigError
+        e.g. when the reserve lies above the endpoint target.
+    """
+    problems: list[str] = []
+    b, g = inst.battery, inst.goals
+    if g.endpoint_hour is not None and g.endpoint_soc_pct < b.reserve_pct:
+        problems.append(
+            f"goals.endpoint_soc_pct = {g.endpoint_soc_pct:g}: must be at least battery.reserve_pct "
+            f"({b.reserve_pct:g})"
+        )
+    if g.night_end_soc_pct is not None and g.night_end_soc_pct < b.reserve_pct:
+        problems.append(
+            f"goals.night_end_soc_pct = {g.night_end_soc_pct:g}: must be at least battery.reserve_pct "
+            f"({b.reserve_pct:g})"
+        )
+    if b.initial_soc_pct < b.reserve_pct:
+        problems.append(
+            f"battery.initial_soc_pct = {b.initial_soc_pct:g}: must be at least battery.reserve_pct "
+            f"({b.reserve_pct:g})"
+        )
+    if problems:
+        raise ConfigError(problems, source)
+
+
+def load_config(path: str | Path) -> Installation:
+    """Read and validate an installation TOML file.
+
+    Raises
+    ------
+    ConfigError
+        when the file is missing, is not valid TOML, or has invalid values (all of them listed).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(["file not found"], str(path)) from None
+    except OSError as err:
+        raise ConfigError([f"cannot be read: {err.strerror}"], str(path)) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([f"not valid TOML: {err}"], str(path)) from None
+    inst = installation_from_dict(raw, source=str(path))
+    if "name" not in raw:
+        inst = dataclasses.replace(inst, name=path.stem)
+    return inst
