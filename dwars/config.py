@@ -453,6 +453,13 @@ def validate_installation(inst: Installation, source: str = "config") -> None:
             f"battery.initial_soc_pct = {b.initial_soc_pct:g}: must be at least battery.reserve_pct "
             f"({b.reserve_pct:g})"
         )
+    if inst.tariff.supplier != "custom":
+        from dwars.env.tariff import supplier_presets  # deferred: the tariff module imports this one
+
+        presets = supplier_presets()
+        if inst.tariff.supplier not in presets:
+            problems.append(f"tariff.supplier = {inst.tariff.supplier!r}: unknown; choose custom or one of "
+                            f"{', '.join(sorted(presets))}")
     if problems:
         raise ConfigError(problems, source)
 

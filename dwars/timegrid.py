@@ -57,6 +57,9 @@ def infer_resolution(index: pd.DatetimeIndex) -> int:
     DataError
         when the index is too short or its common step is not 15 or 60 minutes.
     """
+    index = pd.DatetimeIndex(index)
+    if index.freq is not None and pd.Timedelta(index.freq) in (pd.Timedelta(minutes=m) for m in RESOLUTIONS_MIN):
+        return int(pd.Timedelta(index.freq).total_seconds() // 60)
     if len(index) < 2:
         raise DataError(f"time: need at least 2 intervals to tell the resolution, got {len(index)}")
     steps = np.diff(pd.DatetimeIndex(index).as_unit("ns").asi8) // 60_000_000_000
@@ -97,7 +100,9 @@ def local_days_index(start: date | str, end: date | str, minutes: int, tz: str =
     return pd.date_range(s, e, freq=freq(minutes), inclusive="left", name="time")
 
 
-def localize_naive_local(naive: pd.DatetimeIndex | pd.Series, tz: str = LOCAL_TZ, field: str = "time") -> pd.DatetimeIndex:
+def localize_naive_local(
+    naive: pd.DatetimeIndex | pd.Series, tz: str = LOCAL_TZ, field: str = "time"
+) -> pd.DatetimeIndex:
     """UTC timestamps from naive local ones, resolving the autumn DST hour by file order.
 
     On the last Sunday of October the local hour 02:00-03:00 occurs twice. Files in naive local time show
@@ -120,7 +125,9 @@ def localize_naive_local(naive: pd.DatetimeIndex | pd.Series, tz: str = LOCAL_TZ
     except Exception as err:  # pytz/zoneinfo raise different types; report the timestamp either way
         bad = _nonexistent_times(idx, tz)
         where = ", ".join(str(t) for t in bad[:5]) or str(err)
-        raise DataError(f"{field}: local time {where} does not exist ({tz} skips it at the start of summer time)") from None
+        raise DataError(
+            f"{field}: local time {where} does not exist ({tz} skips it at the start of summer time)"
+        ) from None
     return local.tz_convert("UTC")
 
 

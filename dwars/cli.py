@@ -1,0 +1,305 @@
+"""The ``dwars`` command: one entry point with sub-commands for the home owner and the developer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dwars import __version__
+from dwars.errors import DwarsError
+
+UNITS = """\
+Units and conventions:
+  power kW (mean over an interval), energy kWh, prices EUR/MWh (EPEX, as published) or EUR/kWh
+  (what you pay, incl. VAT), state of charge % of usable capacity. Times are stored in UTC (interval
+  start) and shown on the home's clock (Europe/Amsterdam). Intervals are 15 or 60 minutes.
+  File arguments may name a bundled real sample as sample:NAME (e.g. sample:prices_2024.json.gz)."""
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _path(value: str) -> Path:
+    """A file argument; ``sample:NAME`` points into the samples bundled with dwars."""
+    if value.startswith("sample:"):
+        from dwars.data.io import sample_path
+
+        return sample_path(value.removeprefix("sample:"))
+    return Path(value)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from dwars.config import load_config
+    from dwars.env.tariff import PROFILE_SPREAD_FACTOR, Tariff, exports_for_trading
+
+    inst = load_config(_path(args.config))
+    tariff = Tariff.from_config(inst.tariff, inst.site.timezone, source=str(args.config))
+    b, g, s = inst.battery, inst.goals, inst.site
+    table = Table(title=f"{inst.name}: installation (valid)", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("site", f"{s.latitude:.3f} N, {s.longitude:.3f} E, {s.timezone}, grid limit {s.grid_limit_kw:g} kW")
+    if inst.pv:
+        arrays = "; ".join(f"{a.kwp:g} kWp az {a.azimuth_deg:g} tilt {a.tilt_deg:g}" for a in inst.pv.arrays)
+        table.add_row("pv", f"{arrays}; inverter {inst.pv.inverter_kw:g} kW")
+    else:
+        table.add_row("pv", "none in config (scenario must carry measured pv_kw)")
+    table.add_row("battery", f"{b.capacity_kwh:g} kWh, charge {b.max_charge_kw:g} kW, discharge {b.max_discharge_kw:g} kW, "
+                  f"round trip {b.round_trip_efficiency:.0%}, reserve {b.reserve_pct:g} %, wear {b.wear_eur_per_kwh:g} EUR/kWh")
+    endpoint = f"{g.endpoint_soc_pct:g} % at {g.endpoint_hour:02d}:00" if g.endpoint_hour is not None else "off"
+    night = (f"{g.night_end_soc_pct:g} % at sunrise - {g.night_end_offset_min:g} min"
+             if g.night_end_soc_pct is not None else "off")
+    table.add_row("goals", f"endpoint {endpoint}; night end {night}")
+    table.add_row("strategy", inst.strategy.profile)
+    table.add_row("load", f"{inst.load.annual_kwh:g} kWh/year ({inst.load.profile} profile when not measured)")
+    console.print(table)
+
+    when = pd.DatetimeIndex([pd.Timestamp(args.date, tz=s.timezone).tz_convert("UTC")])
+    prices = Table(title=f"tariff {tariff.supplier} on {args.date} (EUR/kWh)")
+    for col in ("EPEX EUR/MWh", "import", "export"):
+        prices.add_column(col, justify="right")
+    for epex in (-50.0, 0.0, 50.0, 100.0, 200.0, 400.0):
+        prices.add_row(f"{epex:g}", f"{tariff.import_price([epex], when)[0]:.4f}",
+                       f"{tariff.export_price([epex], when)[0]:.4f}")
+    console.print(prices)
+    console.print(f"energy tax {tariff.energy_tax(when)[0]:.5f} EUR/kWh excl. VAT, VAT factor "
+                  f"{tariff.vat_factor(when)[0]:.2f}, net metering {'on' if tariff.net_metering else 'off'}")
+    spreads = Table(title="spread rule: trade only when the price difference is at least")
+    spreads.add_column("profile")
+    spreads.add_column("spread EUR/kWh", justify="right")
+    spreads.add_column("exports for trading")
+    for profile in PROFILE_SPREAD_FACTOR:
+        mark = " (yours)" if profile == inst.strategy.profile else ""
+        spreads.add_row(profile + mark, f"{tariff.spread(profile):.4f}", "yes" if exports_for_trading(profile) else "no")
+    console.print(spreads)
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- scenario
+
+
+def cmd_scenario_build(args: argparse.Namespace) -> int:
+    from dwars.config import load_config
+    from dwars.data.scenario import build_scenario, summarize, write_scenario
+    from dwars.timegrid import parse_resolution
+
+    inst = load_config(_path(args.config))
+    minutes = parse_resolution(args.resolution)
+    load = args.load if args.load == "profile" else _path(args.load)
+    pv: Path | str | None = None
+    if args.pv is not None:
+        pv = "none" if args.pv.lower() == "none" else _path(args.pv)
+    with console.status("building scenario: prices, load, weather, PV ..."):
+        scn = build_scenario(
+            inst,
+            prices=[_path(p) for p in args.prices],
+            start=args.start,
+            end=args.end,
+            minutes=minutes,
+            weather=_path(args.weather) if args.weather else None,
+            load=load,
+            annual_load_kwh=args.annual_load_kwh,
+            pv=pv,
+            model_pv=args.model_pv,
+            fill=None if args.fill_gaps == "none" else args.fill_gaps,
+        )
+        scn.meta["command"] = " ".join(["dwars", *sys.argv[1:]]) if sys.argv else ""
+        out = write_scenario(scn, args.out)
+    console.print(f"wrote [bold]{out}[/bold] ({len(scn.frame)} intervals of {minutes} min) and its .meta.json")
+    for fill in scn.meta.get("fills", []):
+        console.print(f"[yellow]filled:[/yellow] {fill}")
+    _print_summary(summarize(scn, inst), str(out))
+    return 0
+
+
+def cmd_scenario_summary(args: argparse.Namespace) -> int:
+    from dwars.config import load_config
+    from dwars.data.scenario import read_scenario, summarize
+
+    scn = read_scenario(_path(args.scenario))
+    inst = load_config(_path(args.config)) if args.config else None
+    summary = summarize(scn, inst)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_summary(summary, str(args.scenario))
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], title: str) -> None:
+    head = Table(title=f"scenario {title}", show_header=False)
+    head.add_column("what", style="bold")
+    head.add_column("value")
+    head.add_row("period (local)", f"{summary['start_local']} .. {summary['end_local']} ({summary['days']:g} days)")
+    head.add_row("intervals", f"{summary['intervals']} x {summary['minutes']} min")
+    head.add_row("price EUR/MWh", f"min {summary['price_min_eur_per_mwh']:.1f}, mean {summary['price_mean_eur_per_mwh']:.1f}, "
+                 f"max {summary['price_max_eur_per_mwh']:.1f}; {summary['negative_price_hours']:g} h below zero")
+    head.add_row("load", f"{summary['load_kwh']:,.0f} kWh")
+    if summary["pv_kwh"] is not None:
+        yield_txt = (f" ({summary['pv_specific_yield_kwh_per_kwp']:.0f} kWh/kWp)"
+                     if "pv_specific_yield_kwh_per_kwp" in summary else "")
+        head.add_row("pv", f"{summary['pv_kwh']:,.0f} kWh, {summary['pv_source']}{yield_txt}")
+    console.print(head)
+    months = Table(title="by month (local)")
+    for col in ("month", "mean price EUR/MWh", "load kWh", "pv kWh"):
+        months.add_column(col, justify="right")
+    for row in summary["monthly"]:
+        months.add_row(row["month"], f"{row['mean_price_eur_per_mwh']:.1f}", f"{row['load_kwh']:,.0f}",
+                       _fmt(row["pv_kwh"], 0) if row["pv_kwh"] == row["pv_kwh"] else "-")
+    console.print(months)
+
+
+# -------------------------------------------------------------------------------------------------- pv
+
+
+def cmd_pv_yield(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from dwars.config import load_config
+    from dwars.data.weather import load_knmi_hourly
+    from dwars.env.pv import pv_ac_kw
+    from dwars.timegrid import parse_resolution
+
+    inst = load_config(_path(args.config))
+    if inst.pv is None:
+        raise DwarsError(f"{args.config}: no [pv] section to model")
+    weather = load_knmi_hourly(_path(args.weather))
+    minutes = parse_resolution(args.resolution)
+    ghi, temp = weather["ghi_w_per_m2"], weather["temp_air_c"]
+    if minutes == 15:
+        from dwars.data.resample import resample
+        from dwars.env.irradiance import disaggregate_ghi
+
+        ghi = disaggregate_ghi(ghi, inst.site, minutes=15)
+        temp = resample(temp, "power", 15, 60)
+    pv = pv_ac_kw(ghi.index, ghi, temp, inst.site, inst.pv, minutes)
+    kwh = pv * (minutes / 60)
+    months = kwh.groupby(kwh.index.tz_convert(inst.site.timezone).strftime("%Y-%m")).sum()
+    table = Table(title=f"{inst.name}: modelled PV on {Path(args.weather).name} ({inst.pv.kwp:g} kWp)")
+    table.add_column("month")
+    table.add_column("kWh", justify="right")
+    table.add_column("kWh/kWp", justify="right")
+    for month, value in months.items():
+        table.add_row(str(month), f"{value:,.0f}", f"{value / inst.pv.kwp:.1f}")
+    total = float(kwh.sum())
+    table.add_row("[bold]total[/bold]", f"[bold]{total:,.0f}[/bold]", f"[bold]{total / inst.pv.kwp:.0f}[/bold]")
+    console.print(table)
+    ghi_kwh = float((weather["ghi_w_per_m2"] / 1000).sum())
+    console.print(f"irradiation {ghi_kwh:,.0f} kWh/m2 over {pd.Timedelta(len(weather), 'h') / pd.Timedelta(days=1):.0f} days; "
+                  f"peak AC {pv.max():.2f} kW (inverter {inst.pv.inverter_kw:g} kW)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dwars",
+        description="dwars: energy management for a Dutch home with solar panels, a battery and a dynamic tariff.",
+        epilog=UNITS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dwars {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show informational log lines")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    config = sub.add_parser("config", help="check an installation file", epilog=UNITS,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    config_sub = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate a home's TOML and show its tariff and spread",
+                                  epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("config", help="installation TOML, e.g. examples/home.toml")
+    check.add_argument("--date", default="2024-06-01",
+                       help="local date whose energy tax and VAT to show (YYYY-MM-DD; default %(default)s)")
+    check.set_defaults(func=cmd_config_check)
+
+    scenario = sub.add_parser("scenario", help="build or inspect scenario files")
+    scenario_sub = scenario.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = scenario_sub.add_parser(
+        "build", help="build a scenario CSV from price, weather and load files",
+        description="Build the canonical scenario CSV (time, price_eur_per_mwh, load_kw, pv_kw or "
+                    "ghi_w_per_m2 + temp_air_c) for whole local days.",
+        epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    build.add_argument("--config", required=True, help="installation TOML (time zone, PV, default annual load)")
+    build.add_argument("--prices", nargs="+", required=True, metavar="FILE",
+                       help="price files: EnergyZero-style JSON (EUR/MWh, local time) or the 15-minute CSV "
+                            "(EUR/kWh); hourly and 15-minute files may be mixed")
+    build.add_argument("--weather", metavar="FILE",
+                       help="KNMI hourly file (uurgeg_*.txt or the dwars extract): PV is modelled from "
+                            "global radiation (J/cm2 -> W/m2) and temperature")
+    build.add_argument("--pv", metavar="FILE|none",
+                       help="measured PV instead of weather: an OPSD household CSV, or 'none' (no panels)")
+    build.add_argument("--model-pv", action="store_true",
+                       help="write pv_kw modelled for the config instead of the weather columns")
+    build.add_argument("--load", default="profile", metavar="FILE|profile",
+                       help="'profile' (NEDU E1A standard profile, default), a NEDU profile file, an OPSD "
+                            "household CSV or a scenario CSV with load_kw")
+    build.add_argument("--annual-load-kwh", type=float, metavar="KWH",
+                       help="scale the load to this many kWh per year (default for the profile: [load] "
+                            "annual_kwh of the config)")
+    build.add_argument("--start", required=True, metavar="YYYY-MM-DD", help="first local day")
+    build.add_argument("--end", required=True, metavar="YYYY-MM-DD",
+                       help="first local day NOT included (2024-01-01 .. 2025-01-01 is all of 2024)")
+    build.add_argument("--resolution", default="15min", help="15min or 60min (default %(default)s)")
+    build.add_argument("--fill-gaps", default="none", choices=("none", "hold", "interpolate"),
+                       help="what to do with missing intervals: refuse (default), hold the last value, or "
+                            "interpolate; every fill is reported")
+    build.add_argument("--out", required=True, metavar="OUT.csv", help="scenario CSV to write")
+    build.set_defaults(func=cmd_scenario_build)
+
+    summary = scenario_sub.add_parser("summary", help="print what a scenario holds, per month",
+                                      epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    summary.add_argument("scenario", help="scenario CSV")
+    summary.add_argument("--config", help="installation TOML (to model PV when the scenario carries weather)")
+    summary.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    summary.set_defaults(func=cmd_scenario_summary)
+
+    pv = sub.add_parser("pv", help="PV model tools")
+    pv_sub = pv.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pv_yield = pv_sub.add_parser("yield", help="modelled PV energy per month for a config and a KNMI weather file",
+                                 epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pv_yield.add_argument("--config", required=True, help="installation TOML with a [pv] section")
+    pv_yield.add_argument("--weather", required=True, help="KNMI hourly file")
+    pv_yield.add_argument("--resolution", default="60min", help="15min or 60min (default %(default)s)")
+    pv_yield.set_defaults(func=cmd_pv_yield)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except DwarsError as err:
+        err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
