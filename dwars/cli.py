@@ -66,8 +66,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         table.add_row("pv", f"{arrays}; inverter {inst.pv.inverter_kw:g} kW")
     else:
         table.add_row("pv", "none in config (scenario must carry measured pv_kw)")
-    table.add_row("battery", f"{b.capacity_kwh:g} kWh, charge {b.max_charge_kw:g} kW, discharge {b.max_discharge_kw:g} kW, "
-                  f"round trip {b.round_trip_efficiency:.0%}, reserve {b.reserve_pct:g} %, wear {b.wear_eur_per_kwh:g} EUR/kWh")
+    table.add_row("battery", f"{b.capacity_kwh:g} kWh, charge {b.max_charge_kw:g} kW, "
+                  f"discharge {b.max_discharge_kw:g} kW, round trip {b.round_trip_efficiency:.0%}, "
+                  f"reserve {b.reserve_pct:g} %, wear {b.wear_eur_per_kwh:g} EUR/kWh")
     endpoint = f"{g.endpoint_soc_pct:g} % at {g.endpoint_hour:02d}:00" if g.endpoint_hour is not None else "off"
     night = (f"{g.night_end_soc_pct:g} % at sunrise - {g.night_end_offset_min:g} min"
              if g.night_end_soc_pct is not None else "off")
@@ -92,7 +93,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     spreads.add_column("exports for trading")
     for profile in PROFILE_SPREAD_FACTOR:
         mark = " (yours)" if profile == inst.strategy.profile else ""
-        spreads.add_row(profile + mark, f"{tariff.spread(profile):.4f}", "yes" if exports_for_trading(profile) else "no")
+        trades = "yes" if exports_for_trading(profile) else "no"
+        spreads.add_row(profile + mark, f"{tariff.spread(profile):.4f}", trades)
     console.print(spreads)
     return 0
 
@@ -154,8 +156,9 @@ def _print_summary(summary: dict[str, Any], title: str) -> None:
     head.add_column("value")
     head.add_row("period (local)", f"{summary['start_local']} .. {summary['end_local']} ({summary['days']:g} days)")
     head.add_row("intervals", f"{summary['intervals']} x {summary['minutes']} min")
-    head.add_row("price EUR/MWh", f"min {summary['price_min_eur_per_mwh']:.1f}, mean {summary['price_mean_eur_per_mwh']:.1f}, "
-                 f"max {summary['price_max_eur_per_mwh']:.1f}; {summary['negative_price_hours']:g} h below zero")
+    head.add_row("price EUR/MWh", f"min {summary['price_min_eur_per_mwh']:.1f}, "
+                 f"mean {summary['price_mean_eur_per_mwh']:.1f}, max {summary['price_max_eur_per_mwh']:.1f}; "
+                 f"{summary['negative_price_hours']:g} h below zero")
     head.add_row("load", f"{summary['load_kwh']:,.0f} kWh")
     if summary["pv_kwh"] is not None:
         yield_txt = (f" ({summary['pv_specific_yield_kwh_per_kwp']:.0f} kWh/kWp)"
@@ -175,8 +178,6 @@ def _print_summary(summary: dict[str, Any], title: str) -> None:
 
 
 def cmd_pv_yield(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from dwars.config import load_config
     from dwars.data.weather import load_knmi_hourly
     from dwars.env.pv import pv_ac_kw
@@ -207,7 +208,8 @@ def cmd_pv_yield(args: argparse.Namespace) -> int:
     table.add_row("[bold]total[/bold]", f"[bold]{total:,.0f}[/bold]", f"[bold]{total / inst.pv.kwp:.0f}[/bold]")
     console.print(table)
     ghi_kwh = float((weather["ghi_w_per_m2"] / 1000).sum())
-    console.print(f"irradiation {ghi_kwh:,.0f} kWh/m2 over {pd.Timedelta(len(weather), 'h') / pd.Timedelta(days=1):.0f} days; "
+    days = len(weather) / 24
+    console.print(f"irradiation {ghi_kwh:,.0f} kWh/m2 over {days:.0f} days; "
                   f"peak AC {pv.max():.2f} kW (inverter {inst.pv.inverter_kw:g} kW)")
     return 0
 

@@ -65,7 +65,8 @@ def test_unknown_kind_and_naive_index() -> None:
 
 
 def test_frame_by_column_kind() -> None:
-    f = pd.DataFrame({"p": [1.0, 2.0], "e": [4.0, 8.0]}, index=pd.date_range("2024-01-01", periods=2, freq="h", tz="UTC"))
+    index = pd.date_range("2024-01-01", periods=2, freq="h", tz="UTC")
+    f = pd.DataFrame({"p": [1.0, 2.0], "e": [4.0, 8.0]}, index=index)
     out = resample_frame(f, {"p": "price", "e": "energy"}, 15)
     assert out["e"].tolist() == [1.0] * 4 + [2.0] * 4
     with pytest.raises(DataError, match="no kind given"):

@@ -58,7 +58,7 @@ COLUMN_KINDS: dict[str, Kind] = {
     "temp_air_c": "power",
 }
 _NON_NEGATIVE = ("load_kw", "pv_kw", "ghi_w_per_m2")
-_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 
 
 @dataclass(frozen=True)

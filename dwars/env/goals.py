@@ -71,7 +71,8 @@ def deadlines(inst: Installation, start: pd.Timestamp, end: pd.Timestamp, minute
     out: list[Deadline] = []
     g, s = inst.goals, inst.site
     if g.endpoint_hour is not None:
-        out += [Deadline("endpoint", t, g.endpoint_soc_pct) for t in endpoint_times(start, end, g.endpoint_hour, s.timezone)]
+        ends = endpoint_times(start, end, g.endpoint_hour, s.timezone)
+        out += [Deadline("endpoint", t, g.endpoint_soc_pct) for t in ends]
     if g.night_end_soc_pct is not None:
         nights = night_end_times(start, end, s.latitude, s.longitude, g.night_end_offset_min, minutes, s.timezone)
         out += [Deadline("night_end", t, g.night_end_soc_pct) for t in nights]

@@ -1,0 +1,76 @@
+"""The dwars command line: help explains units, errors are clear, a scenario builds end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dwars.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+HOME = str(ROOT / "examples" / "home.toml")
+
+
+def test_help_explains_units(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("kW", "kWh", "EUR/MWh", "UTC", "Europe/Amsterdam", "scenario", "config"):
+        assert word in out
+
+
+def test_build_help_names_units_and_exclusive_end(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["scenario", "build", "--help"])
+    out = capsys.readouterr().out
+    assert "NOT included" in out and "J/cm2" in out and "15min or 60min" in out
+
+
+def test_config_check_prints_tariff_and_spread(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check", HOME]) == 0
+    out = capsys.readouterr().out
+    assert "installation (valid)" in out and "gemiddeld (yours)" in out and "0.0700" in out
+
+
+def test_bad_config_exits_2_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[battery]\nreserve_pct = 120\n")
+    assert main(["config", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "battery.reserve_pct = 120: must be 0..100" in err
+
+
+def test_scenario_build_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "scn.csv"
+    code = main(["scenario", "build", "--config", HOME, "--prices", "sample:prices_2024.json.gz",
+                 "--weather", "sample:knmi_debilt_260_2024_T_Q.csv.gz", "--start", "2024-07-01",
+                 "--end", "2024-07-08", "--resolution", "15min", "--out", str(out)])
+    assert code == 0 and out.exists() and (tmp_path / "scn.meta.json").exists()
+    printed = capsys.readouterr().out
+    assert "672 x 15 min" in printed and "2024-07" in printed
+    assert main(["scenario", "summary", str(out), "--config", HOME, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["intervals"] == 672 and summary["pv_kwh"] > 100
+
+
+def test_missing_sample_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["scenario", "build", "--config", HOME, "--prices", "sample:nope.json", "--pv", "none",
+                 "--start", "2024-07-01", "--end", "2024-07-02", "--out", str(tmp_path / "x.csv")])
+    assert code == 2
+    assert "sample 'nope.json' not found; bundled samples:" in capsys.readouterr().err
+
+
+def test_pv_yield_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pv", "yield", "--config", HOME, "--weather", "sample:knmi_debilt_260_2024_T_Q.csv.gz"]) == 0
+    out = capsys.readouterr().out
+    assert "total" in out and "2024-06" in out
+
+
+def test_module_entry_point_runs() -> None:
+    done = subprocess.run([sys.executable, "-m", "dwars", "--version"], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().startswith("dwars ")
