@@ -1,0 +1,109 @@
+"""One interval of the home: a mode decision becomes battery power, grid flows and money.
+
+This is the simulator core that training, evaluation, the oracle replay and the runtime's dry-run share.
+It is vectorised: every argument may be a scalar or an array over a batch of homes or intervals.
+
+Definitions (the evaluation contract):
+
+- ``import - export = load - pv_used + charge - discharge``; ``0 <= pv_used <= pv``
+- ``energy_cost = dt_h * (import_price * import - export_price * export)`` in EUR
+- ``wear = dt_h * wear_eur_per_kwh * discharge`` in EUR
+- the battery stays within [reserve, capacity] (see :mod:`dwars.env.battery`)
+- grid import and export stay within ``grid_limit_kw`` where the battery can make it so: charging is
+  limited to what the connection can supply, discharging to what it can take, and PV beyond the export
+  limit is curtailed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dwars.env.battery import ArrayLike, Battery, site_flows
+from dwars.env.modes import Mode
+
+
+@dataclass(frozen=True)
+class IntervalResult:
+    """Everything that happened in one interval (kW are means over the interval, EUR for the interval)."""
+
+    energy_kwh: ArrayLike
+    charge_kw: ArrayLike
+    discharge_kw: ArrayLike
+    import_kw: ArrayLike
+    export_kw: ArrayLike
+    pv_used_kw: ArrayLike
+    curtailed_kw: ArrayLike
+    energy_cost_eur: ArrayLike
+    wear_eur: ArrayLike
+
+    @property
+    def cost_eur(self) -> ArrayLike:
+        """Energy cost plus wear."""
+        return self.energy_cost_eur + self.wear_eur
+
+
+def battery_request_kw(mode: ArrayLike, power_kw: ArrayLike, pv_kw: ArrayLike, load_kw: ArrayLike) -> ArrayLike:
+    """AC battery power asked for by a mode, charge positive.
+
+    MSC follows the house (``pv - load``: surplus charges, deficit discharges), HOLD asks 0, IMPORT asks
+    ``+power_kw`` and EXPORT ``-power_kw``.
+    """
+    mode = np.asarray(mode)
+    return np.select(
+        [mode == Mode.MSC, mode == Mode.IMPORT, mode == Mode.EXPORT],
+        [np.asarray(pv_kw) - np.asarray(load_kw), np.asarray(power_kw, dtype=float), -np.asarray(power_kw, dtype=float)],
+        default=0.0,
+    )
+
+
+def simulate_interval(
+    energy_kwh: ArrayLike,
+    mode: ArrayLike,
+    power_kw: ArrayLike,
+    pv_kw: ArrayLike,
+    load_kw: ArrayLike,
+    import_price_eur_per_kwh: ArrayLike,
+    export_price_eur_per_kwh: ArrayLike,
+    dt_h: float,
+    battery: Battery,
+    grid_limit_kw: float,
+    curtail_pv: ArrayLike = False,
+    floor_kwh: ArrayLike | None = None,
+) -> IntervalResult:
+    """Simulate one interval for a mode decision.
+
+    Parameters
+    ----------
+    energy_kwh : battery energy at the start of the interval.
+    mode : :class:`~dwars.env.modes.Mode` code(s).
+    power_kw : AC power magnitude for IMPORT/EXPORT (>= 0), ignored otherwise.
+    pv_kw, load_kw : actual mean PV and household power over the interval.
+    import_price_eur_per_kwh, export_price_eur_per_kwh : prices of the interval (see :mod:`dwars.env.tariff`).
+    dt_h : interval length in hours.
+    battery : the battery (limits, efficiency, reserve).
+    grid_limit_kw : connection limit.
+    curtail_pv : export no PV this interval.
+    floor_kwh : lowest energy allowed (default: the reserve).
+    """
+    request = battery_request_kw(mode, power_kw, pv_kw, load_kw)
+    # The connection limits what charging may draw and what discharging may push out.
+    request = np.minimum(request, np.maximum(grid_limit_kw + np.asarray(pv_kw) - load_kw, 0.0))
+    request = np.maximum(request, -(grid_limit_kw + np.asarray(load_kw)))
+    step = battery.step(energy_kwh, request, dt_h, floor_kwh)
+    flows = site_flows(load_kw, pv_kw, step.charge_kw, step.discharge_kw, grid_limit_kw, curtail_pv)
+    energy_cost = dt_h * (np.asarray(import_price_eur_per_kwh) * flows.import_kw
+                          - np.asarray(export_price_eur_per_kwh) * flows.export_kw)
+    wear = dt_h * battery.wear_eur_per_kwh * np.asarray(step.discharge_kw)
+    return IntervalResult(
+        energy_kwh=step.energy_kwh,
+        charge_kw=step.charge_kw,
+        discharge_kw=step.discharge_kw,
+        import_kw=flows.import_kw,
+        export_kw=flows.export_kw,
+        pv_used_kw=flows.pv_used_kw,
+        curtailed_kw=flows.curtailed_kw,
+        energy_cost_eur=energy_cost,
+        wear_eur=wear,
+    )

@@ -1,0 +1,104 @@
+"""The battery modes a controller can choose each interval, the discrete action set, and the Decision record.
+
+=========  ==============================================================================================
+mode       what the battery does
+=========  ==============================================================================================
+MSC        maximise self-consumption: charge from PV surplus, discharge to cover the house, within limits
+HOLD       idle; the house runs on PV and grid
+IMPORT     charge at ``power_kw`` (AC); PV first, the grid supplies the rest
+EXPORT     discharge at ``power_kw`` (AC); the house first, the rest goes to the grid
+=========  ==============================================================================================
+
+The discrete action space (used by the Gymnasium env, the shield's mask and the RL policy) has 10 actions:
+``0 MSC, 1 HOLD, 2-5 IMPORT at 25/50/75/100 % of max charge power, 6-9 EXPORT at 25/50/75/100 % of max
+discharge power``. Its layout is part of the observation/action contract (``ACTION_SPACE_VERSION``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+
+class Mode(IntEnum):
+    """Battery mode; the integer codes are used in vectorised simulation arrays."""
+
+    MSC = 0
+    HOLD = 1
+    IMPORT = 2
+    EXPORT = 3
+
+    @property
+    def label(self) -> str:
+        return {0: "MSC", 1: "Hold", 2: "Import", 3: "Export"}[int(self)]
+
+
+ACTION_SPACE_VERSION = 1
+ACTION_FRACTIONS: tuple[float, ...] = (0.25, 0.50, 0.75, 1.00)
+#: (mode, fraction of the max power) per discrete action index.
+ACTIONS: tuple[tuple[Mode, float], ...] = (
+    (Mode.MSC, 0.0),
+    (Mode.HOLD, 0.0),
+    *((Mode.IMPORT, f) for f in ACTION_FRACTIONS),
+    *((Mode.EXPORT, f) for f in ACTION_FRACTIONS),
+)
+N_ACTIONS = len(ACTIONS)
+ACTION_MODES = np.array([int(m) for m, _ in ACTIONS], dtype=np.int8)
+ACTION_FRACTION = np.array([f for _, f in ACTIONS])
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a controller wants for one interval, and why (in words a home owner reads).
+
+    Attributes
+    ----------
+    mode : the battery mode.
+    power_kw : AC battery power for IMPORT (charge) and EXPORT (discharge), >= 0 kW; ignored for MSC/HOLD.
+    reason : one line, e.g. "charging: cheapest 4 quarters before the 17:00 endpoint".
+    curtail_pv : do not export PV this interval (PV still serves house and battery), e.g. at a negative
+        export price.
+    """
+
+    mode: Mode
+    power_kw: float = 0.0
+    reason: str = ""
+    curtail_pv: bool = False
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.power_kw) or self.power_kw < 0:
+            raise ValueError(f"Decision.power_kw = {self.power_kw}: must be a finite number >= 0")
+
+    @property
+    def signed_power_kw(self) -> float:
+        """Requested battery power with charge positive (0 for MSC/HOLD, which follow the house)."""
+        if self.mode == Mode.IMPORT:
+            return self.power_kw
+        if self.mode == Mode.EXPORT:
+            return -self.power_kw
+        return 0.0
+
+    def describe(self) -> str:
+        power = f" {self.power_kw:.2f} kW" if self.mode in (Mode.IMPORT, Mode.EXPORT) else ""
+        return f"{self.mode.label}{power}: {self.reason}" if self.reason else f"{self.mode.label}{power}"
+
+
+def action_to_decision(action: int, max_charge_kw: float, max_discharge_kw: float, reason: str = "") -> Decision:
+    """The Decision of a discrete action index (see the module text for the table)."""
+    mode, fraction = ACTIONS[int(action)]
+    limit = max_charge_kw if mode == Mode.IMPORT else max_discharge_kw
+    return Decision(mode, fraction * limit if mode in (Mode.IMPORT, Mode.EXPORT) else 0.0, reason)
+
+
+def decision_to_action(decision: Decision, max_charge_kw: float, max_discharge_kw: float) -> int:
+    """The discrete action closest to a Decision (IMPORT/EXPORT power rounded to the nearest 25 % step)."""
+    if decision.mode == Mode.MSC:
+        return 0
+    if decision.mode == Mode.HOLD:
+        return 1
+    limit = max_charge_kw if decision.mode == Mode.IMPORT else max_discharge_kw
+    fraction = min(max(decision.power_kw / limit, ACTION_FRACTIONS[0]), 1.0) if limit > 0 else ACTION_FRACTIONS[0]
+    step = int(np.argmin([abs(fraction - f) for f in ACTION_FRACTIONS]))
+    return (2 if decision.mode == Mode.IMPORT else 6) + step
