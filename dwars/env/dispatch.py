@@ -51,11 +51,9 @@ def battery_request_kw(mode: ArrayLike, power_kw: ArrayLike, pv_kw: ArrayLike, l
     ``+power_kw`` and EXPORT ``-power_kw``.
     """
     mode = np.asarray(mode)
-    return np.select(
-        [mode == Mode.MSC, mode == Mode.IMPORT, mode == Mode.EXPORT],
-        [np.asarray(pv_kw) - np.asarray(load_kw), np.asarray(power_kw, dtype=float), -np.asarray(power_kw, dtype=float)],
-        default=0.0,
-    )
+    power = np.asarray(power_kw, dtype=float)
+    follow = np.asarray(pv_kw) - np.asarray(load_kw)
+    return np.select([mode == Mode.MSC, mode == Mode.IMPORT, mode == Mode.EXPORT], [follow, power, -power], 0.0)
 
 
 def simulate_interval(
