@@ -214,6 +214,67 @@ def cmd_pv_yield(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------- evaluate
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dwars.config import load_config
+    from dwars.data.scenario import read_scenario
+    from dwars.policy.evaluate import evaluate
+    from dwars.policy.registry import CONTROLLER_NAMES
+
+    inst = load_config(_path(args.config))
+    scenario = read_scenario(_path(args.scenario))
+    names = [n.strip() for n in args.controllers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONTROLLER_NAMES]
+    if unknown:
+        raise DwarsError(f"--controllers: unknown {', '.join(unknown)}; choose from {', '.join(CONTROLLER_NAMES)}")
+    columns = (TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        def factory(name: str, total: int):
+            task = bar.add_task(name, total=total)
+            return lambda done: bar.update(task, completed=done)
+
+        result = evaluate(inst, scenario, names, seed=args.seed, policy_path=args.policy, progress_factory=factory)
+    _print_evaluation(result.results, f"{inst.name} on {Path(args.scenario).name}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
+        console.print(f"figures: [bold]{args.json}[/bold]")
+    if args.plots:
+        from dwars.policy.plots import busiest_day, plot_day, plot_monthly
+
+        folder = Path(args.plots)
+        folder.mkdir(parents=True, exist_ok=True)
+        day = args.plot_day or busiest_day(result)
+        paths = [plot_day(result, day, folder / f"day_{day}.png"), plot_monthly(result, folder / "monthly.png")]
+        for p in paths:
+            console.print(f"plot: [bold]{p}[/bold]")
+    return 0
+
+
+def _print_evaluation(results: dict[str, dict[str, Any]], title: str) -> None:
+    table = Table(title=f"evaluation: {title}")
+    for col in ("controller", "objective EUR", "energy EUR", "wear EUR", "end value EUR", "import kWh",
+                "export kWh", "cycles", "violations", "saving vs none", "capture"):
+        table.add_column(col, justify="left" if col == "controller" else "right")
+    base = results.get("none", {}).get("objective_eur")
+    best = results.get("oracle", {}).get("objective_eur")
+    for name, r in results.items():
+        v = r["violations"]
+        saving = base - r["objective_eur"] if base is not None else None
+        capture = (saving / (base - best)) if (base is not None and best is not None and base != best) else None
+        table.add_row(name, f"{r['objective_eur']:,.2f}", f"{r['energy_cost_eur']:,.2f}", f"{r['wear_eur']:,.2f}",
+                      f"{r['final_energy_value_eur']:,.2f}", f"{r['import_kwh']:,.0f}", f"{r['export_kwh']:,.0f}",
+                      f"{r['equivalent_full_cycles']:.1f}", f"{v['reserve']}/{v['endpoint']}/{v['night_end']}",
+                      _fmt(saving), f"{capture:.1%}" if capture is not None else "-")
+    console.print(table)
+    console.print("violations: reserve/endpoint/night end (reachable deadlines missed); "
+                  "capture = saving / oracle saving")
+
+
 # ---------------------------------------------------------------------------------------------- parser
 
 
@@ -278,6 +339,22 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--config", help="installation TOML (to model PV when the scenario carries weather)")
     summary.add_argument("--json", action="store_true", help="print JSON instead of tables")
     summary.set_defaults(func=cmd_scenario_summary)
+
+    ev = sub.add_parser(
+        "evaluate", help="run controllers over a scenario and compare their costs",
+        description="Simulate each controller on a scenario (controllers see forecasts, the oracle the actuals) "
+                    "and report energy cost, wear, end-of-period energy value, violations and savings.",
+        epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("--config", required=True, help="installation TOML")
+    ev.add_argument("--scenario", required=True, help="scenario CSV (dwars scenario build)")
+    ev.add_argument("--controllers", default="none,msc,rule,mpc,oracle",
+                    help="comma-separated: none, msc, rule, mpc, oracle, random, rl (default %(default)s)")
+    ev.add_argument("--json", metavar="OUT.json", help="write the figures as JSON")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the forecast errors and of random (default 0)")
+    ev.add_argument("--plots", metavar="DIR", help="write plots (a day per controller, costs per month) as PNG")
+    ev.add_argument("--plot-day", metavar="YYYY-MM-DD", help="local day to plot (default: widest price range)")
+    ev.add_argument("--policy", metavar="FILE.onnx", help="ONNX policy for the rl controller")
+    ev.set_defaults(func=cmd_evaluate)
 
     pv = sub.add_parser("pv", help="PV model tools")
     pv_sub = pv.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -1,0 +1,264 @@
+"""Gymnasium environment of a Dutch home with PV, a battery and a dynamic tariff, for training a policy."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+
+from dwars.config import Installation
+from dwars.data.scenario import Scenario
+from dwars.env.dispatch import simulate_interval
+from dwars.env.goals import deadlines
+from dwars.env.modes import ACTION_FRACTION, ACTION_MODES, N_ACTIONS, Mode
+from dwars.env.observation import N_OBS, OBS_VERSION, features, home_features, next_deadline, with_soc
+from dwars.policy.base import Home
+
+Randomizer = Callable[[np.random.Generator, Installation], Installation]
+
+
+class EpisodeData:
+    """Everything an episode needs that does not depend on the actions, precomputed for a whole scenario.
+
+    Built once per (scenario, installation) and cached by the env: actual PV, load and prices, the goal
+    targets per interval, and the observation rows without their SoC entries (see
+    :func:`dwars.env.observation.features`), from the forecasts a controller would see.
+    """
+
+    def __init__(self, scenario: Scenario, inst: Installation, seed: int, forecast_options: dict[str, Any]) -> None:
+        from dwars.env.forecast import Forecaster
+
+        self.scenario = scenario
+        self.home = Home.from_installation(inst)
+        self.minutes = scenario.minutes
+        self.dt_h = scenario.dt_h
+        self.pv_kw = scenario.pv_kw(inst).to_numpy()
+        self.load_kw = scenario.frame["load_kw"].to_numpy()
+        epex = scenario.frame["price_eur_per_mwh"].to_numpy()
+        self.import_price = self.home.tariff.import_price(epex, scenario.index)
+        self.export_price = self.home.tariff.export_price(epex, scenario.index)
+        n = len(scenario.frame)
+        # Minimum energy (kWh) required at the END of each interval by a goal, NaN where none falls due.
+        self.goal_kwh = np.full(n, np.nan)
+        step = pd.Timedelta(minutes=self.minutes)
+        for d in deadlines(inst, scenario.start, scenario.end, self.minutes):
+            k = int((d.time - scenario.start) / step) - 1
+            if 0 <= k < n:
+                target = self.home.battery.capacity_kwh * d.soc_pct / 100.0
+                self.goal_kwh[k] = target if np.isnan(self.goal_kwh[k]) else max(self.goal_kwh[k], target)
+        forecaster = Forecaster(scenario, self.home, seed=seed, **forecast_options)
+        self.obs = self._observations(forecaster)
+
+    def _observations(self, forecaster: Any) -> np.ndarray:
+        n = len(self.scenario.frame)
+        casts = [forecaster.at(i) for i in range(n)]
+        width = max(c.horizon for c in casts)
+        imp, exp, known, pv, load = (np.zeros((n, width)) for _ in range(5))
+        goals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        enabled = {"endpoint": self.home.installation.goals.endpoint_hour is not None,
+                   "night_end": self.home.installation.goals.night_end_soc_pct is not None}
+        for kind in enabled:
+            goals[kind] = (np.full(n, np.nan), np.zeros(n))
+        for i, c in enumerate(casts):
+            h, k = c.horizon, c.n_price_known
+            imp[i, :k], exp[i, :k], known[i, :k] = c.import_price_eur_per_kwh, c.export_price_eur_per_kwh, 1.0
+            pv[i, :h], load[i, :h] = c.pv_kw, c.load_kw
+            for kind, on in enabled.items():
+                found = next_deadline(c, kind, self.minutes) if on else None
+                if found is not None:
+                    goals[kind][0][i], goals[kind][1][i] = found
+        local = self.scenario.index.tz_convert(self.home.timezone)
+        base = home_features(self.home, self.minutes)
+        return features(base, local, imp, exp, known, pv, load, self.minutes,
+                        goals["endpoint"] if enabled["endpoint"] else None,
+                        goals["night_end"] if enabled["night_end"] else None)
+
+
+class HomeEnergyEnv(gym.Env):
+    """A home with PV, a battery and a dynamic tariff; each step is one interval (15 or 60 minutes).
+
+    Description
+        The agent chooses the battery mode for the coming interval. The interval is simulated with
+        :func:`dwars.env.dispatch.simulate_interval` on the ACTUAL PV, load and prices of a real scenario,
+        while the observation carries only what is known at that moment: the published day-ahead prices and
+        PV and load forecasts (:mod:`dwars.env.forecast`).
+
+    Action Space
+        ``Discrete(10)``: 0 MSC, 1 HOLD, 2-5 IMPORT at 25/50/75/100 % of max charge power, 6-9 EXPORT at
+        25/50/75/100 % of max discharge power (:mod:`dwars.env.modes`). :meth:`action_masks` gives the
+        allowed actions (all, until the safety shield of issue #4 narrows them).
+
+    Observation Space
+        ``Box(206,)`` float32, layout version ``OBS_VERSION`` = 1, documented index by index in
+        :mod:`dwars.env.observation` (SoC, installation, clock, spread, prices per hour ahead and whether they
+        are known, PV and load forecasts, time and energy to the next endpoint and night end).
+
+    Rewards
+        ``-(energy cost + wear)`` of the interval in EUR (:mod:`dwars.env.dispatch`). The last step of an
+        episode also gets ``v * (e_T - e_0)``, the value of the energy left over at the episode's mean import
+        price of its last 24 h, so that the sum of rewards is minus the evaluation objective. No shaping.
+
+    Starting State
+        A random whole local day of a random scenario and installation (uniform), SoC at the installation's
+        ``initial_soc_pct``.
+
+    Episode End
+        Truncation after ``episode_days`` local days (or at the end of the scenario). No termination.
+
+    Arguments
+        scenarios : one or more :class:`~dwars.data.scenario.Scenario` (15 or 60 minutes).
+        installations : one or more :class:`~dwars.config.Installation`.
+        episode_days : episode length in local days (default 7).
+        randomize : hook ``(rng, installation) -> installation`` applied at reset (domain randomisation of
+            battery, tariff, profile, goals). Each new installation costs one precomputation of the scenario,
+            so a hook should draw from a finite pool (results are cached, ``cache_size`` entries).
+        forecast_options : keyword arguments of :class:`dwars.env.forecast.Forecaster`.
+        forecast_seed : seed of the forecast errors.
+        auto_curtail : curtail PV export whenever the export price is negative (what the shield does).
+        cache_size : how many (scenario, installation) precomputations to keep.
+
+    Info
+        ``energy_cost_eur``, ``wear_eur``, ``charge_kw``, ``discharge_kw``, ``import_kw``, ``export_kw``,
+        ``curtailed_kw``, ``soc_pct``, ``goal_missed`` (a goal fell due this step and was missed by this many
+        kWh, 0 otherwise), ``time`` (UTC start of the interval).
+
+    Examples
+        >>> from dwars.env.home_env import HomeEnergyEnv  # doctest: +SKIP
+        >>> env = HomeEnergyEnv(scenario, installation, episode_days=2)  # doctest: +SKIP
+        >>> obs, info = env.reset(seed=0)  # doctest: +SKIP
+        >>> obs, reward, terminated, truncated, info = env.step(0)  # doctest: +SKIP
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - the Gymnasium convention
+
+    def __init__(
+        self,
+        scenarios: Scenario | Sequence[Scenario],
+        installations: Installation | Sequence[Installation],
+        episode_days: int = 7,
+        randomize: Randomizer | None = None,
+        forecast_options: dict[str, Any] | None = None,
+        forecast_seed: int = 0,
+        auto_curtail: bool = True,
+        cache_size: int = 8,
+    ) -> None:
+        super().__init__()
+        self.scenarios = [scenarios] if isinstance(scenarios, Scenario) else list(scenarios)
+        self.installations = [installations] if isinstance(installations, Installation) else list(installations)
+        if not self.scenarios or not self.installations:
+            raise ValueError("HomeEnergyEnv needs at least one scenario and one installation")
+        self.episode_days = int(episode_days)
+        self.randomize = randomize
+        self.forecast_options = dict(forecast_options or {})
+        self.forecast_seed = forecast_seed
+        self.auto_curtail = auto_curtail
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[int, Installation], EpisodeData] = OrderedDict()
+        self.action_space = gym.spaces.Discrete(N_ACTIONS)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(N_OBS,), dtype=np.float32)
+        self.obs_version = OBS_VERSION
+        self.data: EpisodeData | None = None
+        self._i = self._start = self._end = 0
+        self._energy = self._energy0 = 0.0
+
+    # -- episode set-up --------------------------------------------------------------------------------
+    def _episode_data(self, scenario_index: int, inst: Installation) -> EpisodeData:
+        key = (scenario_index, inst)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        data = EpisodeData(self.scenarios[scenario_index], inst, self.forecast_seed, self.forecast_options)
+        self._cache[key] = data
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return data
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """Start an episode at a random local midnight; ``options`` may fix ``scenario``, ``installation``
+        (indices) and ``start_day`` (YYYY-MM-DD)."""
+        super().reset(seed=seed)
+        options = options or {}
+        s = int(options.get("scenario", self.np_random.integers(len(self.scenarios))))
+        inst = self.installations[int(options.get("installation", self.np_random.integers(len(self.installations))))]
+        if self.randomize is not None:
+            inst = self.randomize(self.np_random, inst)
+        self.data = self._episode_data(s, inst)
+        index = self.data.scenario.index
+        local = index.tz_convert(self.data.home.timezone)
+        midnights = np.flatnonzero((local.hour == 0) & (local.minute == 0))
+        if "start_day" in options:
+            wanted = np.flatnonzero(np.asarray(local[midnights].strftime("%Y-%m-%d") == options["start_day"]))
+            if not len(wanted):
+                raise ValueError(f"start_day {options['start_day']} is not a whole day of the scenario")
+            self._start = int(midnights[wanted[0]])
+        else:
+            # Any midnight that leaves a whole episode; the scenario's first one if it is short.
+            per_day = 24 * 60 // self.data.minutes
+            ok = midnights[midnights + self.episode_days * per_day <= len(index)]
+            self._start = int(self.np_random.choice(ok)) if len(ok) else int(midnights[0] if len(midnights) else 0)
+        end_local = (local[self._start].normalize().tz_localize(None) + pd.Timedelta(days=self.episode_days))
+        end_utc = end_local.tz_localize(self.data.home.timezone).tz_convert("UTC")
+        self._end = int(min(np.searchsorted(index, end_utc), len(index)))
+        self._i = self._start
+        self._energy0 = self._energy = inst.battery.initial_energy_kwh
+        return self._observation(), {"time": index[self._i], "soc_pct": self._soc_pct()}
+
+    # -- stepping ----------------------------------------------------------------------------------------
+    def _soc_pct(self) -> float:
+        assert self.data is not None
+        return 100.0 * self._energy / self.data.home.battery.capacity_kwh
+
+    def _observation(self) -> np.ndarray:
+        assert self.data is not None
+        i = min(self._i, len(self.data.obs) - 1)
+        return with_soc(self.data.obs[i].copy(), self._energy / self.data.home.battery.capacity_kwh)
+
+    def action_masks(self) -> np.ndarray:
+        """Allowed actions (bool, length 10): all of them until the shield (issue #4) narrows the set."""
+        return np.ones(N_ACTIONS, dtype=bool)
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        data = self.data
+        if data is None:
+            raise RuntimeError("call reset() before step()")
+        a = int(action)
+        if not 0 <= a < N_ACTIONS:
+            raise ValueError(f"action {action}: must be 0..{N_ACTIONS - 1}")
+        i = self._i
+        b = data.home.battery
+        mode = int(ACTION_MODES[a])
+        limit = b.max_charge_kw if mode == Mode.IMPORT else b.max_discharge_kw
+        curtail = self.auto_curtail and data.export_price[i] < 0
+        r = simulate_interval(self._energy, mode, ACTION_FRACTION[a] * limit, data.pv_kw[i], data.load_kw[i],
+                              data.import_price[i], data.export_price[i], data.dt_h, b, data.home.grid_limit_kw,
+                              curtail)
+        energy_before = self._energy
+        self._energy = float(r.energy_kwh)
+        reward = -float(r.energy_cost_eur + r.wear_eur)
+        goal = data.goal_kwh[i]
+        missed = max(goal - self._energy, 0.0) if np.isfinite(goal) else 0.0
+        self._i += 1
+        truncated = self._i >= self._end
+        if truncated:
+            last = data.scenario.index[self._start:self._end]
+            tail = last >= last[-1] - pd.Timedelta(hours=24) + pd.Timedelta(minutes=data.minutes)
+            v = float(np.mean(data.import_price[self._start:self._end][tail]))
+            reward += v * (self._energy - self._energy0)
+        info = {
+            "time": data.scenario.index[i],
+            "energy_cost_eur": float(r.energy_cost_eur),
+            "wear_eur": float(r.wear_eur),
+            "charge_kw": float(r.charge_kw),
+            "discharge_kw": float(r.discharge_kw),
+            "import_kw": float(r.import_kw),
+            "export_kw": float(r.export_kw),
+            "curtailed_kw": float(r.curtailed_kw),
+            "soc_pct": self._soc_pct(),
+            "energy_before_kwh": energy_before,
+            "goal_missed": missed,
+        }
+        return self._observation(), reward, False, truncated, info

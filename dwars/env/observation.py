@@ -1,0 +1,204 @@
+"""The observation a policy sees: a versioned, fixed-length float32 vector built from State and Forecasts.
+
+The layout is a contract between the simulator (training), the exported ONNX model and the Pi runtime;
+``OBS_VERSION`` changes whenever it changes. One vectorised core (:func:`features`) builds it, for one
+interval (runtime, evaluation) or for a whole episode at once (training).
+
+Version 1 (``N_OBS`` = 206):
+
+=======  ===================================  ===========================================================
+index    name                                 meaning (unit, scaling)
+=======  ===================================  ===========================================================
+0        soc                                  energy / capacity (0..1)
+1        reserve                              reserve / capacity
+2        capacity                             capacity_kwh / 20
+3        max_charge                           max_charge_kw / 10
+4        max_discharge                        max_discharge_kw / 10
+5        round_trip_efficiency                0..1
+6        dt_h                                 interval length in hours (0.25 or 1)
+7-8      hour_sin, hour_cos                   local clock time of the interval start
+9-10     doy_sin, doy_cos                     local day of the year
+11-12    weekday_sin, weekday_cos             local weekday
+13       spread                               profile-scaled spread, EUR/kWh
+14       exports_for_trading                  1, or 0 for inkoop-only
+15       wear                                 wear cost, EUR/kWh discharged
+16-17    import_now, export_now               prices of this interval, EUR/kWh
+18       endpoint_enabled                     1 when an endpoint falls within the horizon
+19       endpoint_hours                       hours until it / 24 (1.5 when none)
+20       endpoint_need                        target soc - soc (energy still needed, / capacity)
+21-23    night_end_enabled, _hours, _need     the same for the night end
+24       grid_limit                           grid_limit_kw / 20
+25       pv_kwp                               installed PV / 10 (0 when only measured)
+26-61    import_h0..35                        mean import price of each coming hour, EUR/kWh
+62-97    export_h0..35                        mean export price of each coming hour, EUR/kWh
+98-133   known_h0..35                         share of that hour whose price is known (0..1)
+134-169  pv_h0..35                            PV forecast of each coming hour, kW / 10
+170-205  load_h0..35                          load forecast of each coming hour, kW / 10
+=======  ===================================  ===========================================================
+
+Unknown prices (day-ahead not yet published) are filled with the mean of the known ones and flagged by
+``known_h*``. "Hour j" is the j-th block of 60 minutes starting at the interval being decided.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dwars.policy.base import Forecasts, Home, State
+
+OBS_VERSION = 1
+HOURS_AHEAD = 36
+NO_DEADLINE_HOURS = 1.5  # value of *_hours (in days) when no deadline of that kind is in the horizon
+_STATIC = [
+    "soc", "reserve", "capacity", "max_charge", "max_discharge", "round_trip_efficiency", "dt_h",
+    "hour_sin", "hour_cos", "doy_sin", "doy_cos", "weekday_sin", "weekday_cos", "spread", "exports_for_trading",
+    "wear", "import_now", "export_now", "endpoint_enabled", "endpoint_hours", "endpoint_need",
+    "night_end_enabled", "night_end_hours", "night_end_need", "grid_limit", "pv_kwp",
+]
+OBSERVATION_NAMES: tuple[str, ...] = (
+    *_STATIC,
+    *(f"{block}_h{j}" for block in ("import", "export", "known", "pv", "load") for j in range(HOURS_AHEAD)),
+)
+N_OBS = len(OBSERVATION_NAMES)
+I_SOC = 0
+I_ENDPOINT_NEED = OBSERVATION_NAMES.index("endpoint_need")
+I_NIGHT_END_NEED = OBSERVATION_NAMES.index("night_end_need")
+
+
+def home_features(home: Home, minutes: int) -> np.ndarray:
+    """The features that describe the installation (indices 1-6, 13-15, 24-25)."""
+    b, inst = home.battery, home.installation
+    out = np.zeros(N_OBS, dtype=np.float32)
+    out[1] = b.reserve_kwh / b.capacity_kwh
+    out[2] = b.capacity_kwh / 20.0
+    out[3] = b.max_charge_kw / 10.0
+    out[4] = b.max_discharge_kw / 10.0
+    out[5] = b.efficiency_one_way**2
+    out[6] = minutes / 60.0
+    out[13] = home.spread_eur_per_kwh
+    out[14] = 1.0 if home.exports_for_trading else 0.0
+    out[15] = b.wear_eur_per_kwh
+    out[24] = home.grid_limit_kw / 20.0
+    out[25] = (inst.pv.kwp / 10.0) if inst.pv is not None else 0.0
+    return out
+
+
+def _hourly_blocks(values: np.ndarray, per_hour: int, known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each hour block of ``values`` (B, H) and the share of known entries (B, HOURS_AHEAD)."""
+    rows = values.shape[0]
+    width = HOURS_AHEAD * per_hour
+    padded = np.zeros((rows, width))
+    mask = np.zeros((rows, width))
+    n = min(values.shape[1], width)
+    padded[:, :n] = values[:, :n]
+    mask[:, :n] = 1.0 if known is None else known[:, :n]
+    padded = padded.reshape(rows, HOURS_AHEAD, per_hour)
+    mask = mask.reshape(rows, HOURS_AHEAD, per_hour)
+    count = mask.sum(axis=2)
+    mean = np.divide((padded * mask).sum(axis=2), count, out=np.zeros((rows, HOURS_AHEAD)), where=count > 0)
+    return mean, count / per_hour
+
+
+def features(
+    base: np.ndarray,
+    times_local: pd.DatetimeIndex,
+    import_price: np.ndarray,
+    export_price: np.ndarray,
+    price_known: np.ndarray,
+    pv_kw: np.ndarray,
+    load_kw: np.ndarray,
+    minutes: int,
+    endpoint: tuple[np.ndarray, np.ndarray] | None,
+    night_end: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    """The vectorised core: observations for B intervals at once, WITHOUT the SoC-dependent entries.
+
+    Parameters
+    ----------
+    base : output of :func:`home_features` (N_OBS,).
+    times_local : the B interval starts on the local clock.
+    import_price, export_price : (B, H) prices from each interval on, EUR/kWh (anything where unknown).
+    price_known : (B, H) 1 where the price is known at that interval, else 0.
+    pv_kw, load_kw : (B, H) forecasts, kW.
+    minutes : interval length.
+    endpoint, night_end : (hours until the next deadline, target soc 0..1) per interval, or None if off.
+
+    Returns
+    -------
+    (B, N_OBS) float32. Column ``soc`` holds 0 and the ``*_need`` columns hold the TARGET soc: call
+    :func:`with_soc` to complete them for the actual energy.
+    """
+    rows = len(times_local)
+    out = np.repeat(base[None, :], rows, axis=0)
+    hour = times_local.hour.to_numpy() + times_local.minute.to_numpy() / 60.0
+    doy = times_local.dayofyear.to_numpy() - 1
+    weekday = times_local.weekday.to_numpy()
+    two_pi = 2.0 * np.pi
+    out[:, 7], out[:, 8] = np.sin(two_pi * hour / 24), np.cos(two_pi * hour / 24)
+    out[:, 9], out[:, 10] = np.sin(two_pi * doy / 365.25), np.cos(two_pi * doy / 365.25)
+    out[:, 11], out[:, 12] = np.sin(two_pi * weekday / 7), np.cos(two_pi * weekday / 7)
+    out[:, 16], out[:, 17] = import_price[:, 0], export_price[:, 0]
+    for first, deadline in ((18, endpoint), (21, night_end)):
+        if deadline is None:
+            out[:, first:first + 3] = (0.0, NO_DEADLINE_HOURS, 0.0)
+            continue
+        hours, target = deadline
+        present = np.isfinite(hours)
+        out[:, first] = present
+        out[:, first + 1] = np.where(present, hours / 24.0, NO_DEADLINE_HOURS)
+        out[:, first + 2] = np.where(present, target, 0.0)
+    per_hour = 60 // minutes
+    known = price_known.astype(float)
+    n_known = known.sum(axis=1, keepdims=True)
+    fill = np.divide((import_price * known).sum(axis=1, keepdims=True), n_known,
+                     out=np.zeros((rows, 1)), where=n_known > 0)
+    fill_export = np.divide((export_price * known).sum(axis=1, keepdims=True), n_known,
+                            out=np.zeros((rows, 1)), where=n_known > 0)
+    imp = np.where(known > 0, import_price, fill)
+    exp = np.where(known > 0, export_price, fill_export)
+    start = len(_STATIC)
+    out[:, start:start + HOURS_AHEAD] = _hourly_blocks(imp, per_hour)[0]
+    out[:, start + HOURS_AHEAD:start + 2 * HOURS_AHEAD] = _hourly_blocks(exp, per_hour)[0]
+    out[:, start + 2 * HOURS_AHEAD:start + 3 * HOURS_AHEAD] = _hourly_blocks(known, per_hour)[0]
+    out[:, start + 3 * HOURS_AHEAD:start + 4 * HOURS_AHEAD] = _hourly_blocks(pv_kw, per_hour)[0] / 10.0
+    out[:, start + 4 * HOURS_AHEAD:start + 5 * HOURS_AHEAD] = _hourly_blocks(load_kw, per_hour)[0] / 10.0
+    return out.astype(np.float32)
+
+
+def with_soc(obs: np.ndarray, soc: float | np.ndarray) -> np.ndarray:
+    """Fill in the SoC-dependent entries of observations from :func:`features` (in place; returns obs)."""
+    obs[..., I_SOC] = soc
+    for need, enabled in ((I_ENDPOINT_NEED, I_ENDPOINT_NEED - 2), (I_NIGHT_END_NEED, I_NIGHT_END_NEED - 2)):
+        obs[..., need] = np.where(obs[..., enabled] > 0, obs[..., need] - soc, 0.0)
+    return obs
+
+
+def next_deadline(forecasts: Forecasts, kind: str, minutes: int) -> tuple[float, float] | None:
+    """(hours until the end of the interval it applies to, target soc 0..1) of the first deadline of a kind."""
+    for k, d in forecasts.deadline_steps(minutes):
+        if d.kind == kind:
+            return (k + 1) * minutes / 60.0, d.soc_pct / 100.0
+    return None
+
+
+def build_observation(state: State, forecasts: Forecasts, home: Home) -> np.ndarray:
+    """The observation (N_OBS,) for one interval, as the runtime and the ONNX controller use it."""
+    minutes = state.minutes
+    h = forecasts.horizon
+    k = forecasts.n_price_known
+    imp = np.zeros((1, h))
+    exp = np.zeros((1, h))
+    known = np.zeros((1, h))
+    imp[0, :k] = forecasts.import_price_eur_per_kwh[:h]
+    exp[0, :k] = forecasts.export_price_eur_per_kwh[:h]
+    known[0, :k] = 1.0
+    goals = []
+    for kind, enabled in (("endpoint", home.installation.goals.endpoint_hour is not None),
+                          ("night_end", home.installation.goals.night_end_soc_pct is not None)):
+        found = next_deadline(forecasts, kind, minutes) if enabled else None
+        goals.append(None if found is None else (np.array([found[0]]), np.array([found[1]])))
+    local = pd.DatetimeIndex([state.time]).tz_convert(home.timezone)
+    obs = features(home_features(home, minutes), local, imp, exp, known, forecasts.pv_kw[None, :],
+                   forecasts.load_kw[None, :], minutes, goals[0], goals[1])[0]
+    return with_soc(obs, state.energy_kwh / home.battery.capacity_kwh)

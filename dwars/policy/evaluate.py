@@ -1,0 +1,278 @@
+"""The measuring stick: run controllers over a scenario through the one simulator core and score them.
+
+Every figure follows the evaluation contract (README, "Evaluation"): per interval the controller decides
+from the state and the forecasts, :func:`dwars.env.dispatch.simulate_interval` plays the decision out on the
+actual PV, load and prices, and the results are summed into
+
+- ``energy_cost_eur`` = sum of dt * (import_price * import - export_price * export)
+- ``wear_eur`` = sum of dt * wear_eur_per_kwh * discharge
+- ``final_energy_value_eur`` = v * (e_T - e_0), v = mean import price of the scenario's last 24 h
+- ``objective_eur`` = energy_cost + wear - final_energy_value
+
+Violations: a reserve violation is an interval that ends below the reserve; an endpoint or night-end
+violation is a deadline missed although it was reachable at the start of its local day (charging at the
+highest power the battery and the connection allow from then on).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dwars.config import Installation
+from dwars.data.scenario import Scenario
+from dwars.env.dispatch import simulate_interval
+from dwars.env.goals import Deadline, deadlines
+from dwars.env.modes import Mode
+from dwars.policy.base import Controller, Home, State
+
+ENERGY_TOL_KWH = 1e-6  # a deadline counts as met within this much energy (float rounding)
+METRIC_KEYS = (
+    "objective_eur", "energy_cost_eur", "wear_eur", "final_energy_value_eur", "import_kwh", "export_kwh",
+    "curtailed_kwh", "equivalent_full_cycles", "shield_interventions", "violations", "steps",
+)
+
+
+@dataclass
+class Trace:
+    """What one controller did, interval by interval (arrays of length T; energy at the END of each interval)."""
+
+    controller: str
+    times: pd.DatetimeIndex
+    minutes: int
+    energy0_kwh: float
+    mode: np.ndarray
+    power_kw: np.ndarray
+    energy_kwh: np.ndarray
+    charge_kw: np.ndarray
+    discharge_kw: np.ndarray
+    import_kw: np.ndarray
+    export_kw: np.ndarray
+    curtailed_kw: np.ndarray
+    energy_cost_eur: np.ndarray
+    wear_eur: np.ndarray
+    reasons: list[str]
+    interventions: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def dt_h(self) -> float:
+        return self.minutes / 60.0
+
+    def energy_at_starts(self) -> np.ndarray:
+        """Energy at the START of each interval."""
+        return np.concatenate([[self.energy0_kwh], self.energy_kwh[:-1]])
+
+
+def _empty(n: int) -> np.ndarray:
+    return np.zeros(n, dtype=float)
+
+
+def run_controller(
+    controller: Controller,
+    scenario: Scenario,
+    home: Home,
+    forecaster: Any,
+    pv_kw: np.ndarray,
+    import_price: np.ndarray,
+    export_price: np.ndarray,
+    shield: Any | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Trace:
+    """Step ``controller`` through ``scenario`` and return its trace.
+
+    Parameters
+    ----------
+    controller : decides each interval from State and Forecasts.
+    scenario : the actuals (prices, load; PV given separately as ``pv_kw``).
+    home : battery, tariff and installation.
+    forecaster : object with ``at(i) -> Forecasts`` (see :mod:`dwars.env.forecast`).
+    pv_kw : actual PV per interval (modelled or measured).
+    import_price, export_price : EUR/kWh per interval.
+    shield : optional object with ``check(state, forecasts, decision) -> result`` whose ``applied`` decision
+        replaces the proposal and whose ``interventions`` are recorded.
+    progress : called with the number of intervals done, now and then.
+    """
+    n = len(scenario.frame)
+    dt = scenario.dt_h
+    load = scenario.frame["load_kw"].to_numpy()
+    battery = home.battery
+    grid = home.grid_limit_kw
+    capacity = battery.capacity_kwh
+    e = home.installation.battery.initial_energy_kwh
+    trace = Trace(controller.name, scenario.index, scenario.minutes, e, np.zeros(n, np.int8), _empty(n), _empty(n),
+                  _empty(n), _empty(n), _empty(n), _empty(n), _empty(n), _empty(n), _empty(n), [""] * n)
+    controller.reset()
+    t0 = time.perf_counter()
+    times = scenario.index
+    for i in range(n):
+        state = State(times[i], scenario.minutes, e, 100.0 * e / capacity,
+                      float(pv_kw[i - 1]) if i else float("nan"), float(load[i - 1]) if i else float("nan"))
+        forecasts = forecaster.at(i)
+        decision = controller.decide(state, forecasts)
+        if shield is not None:
+            result = shield.check(state, forecasts, decision)
+            decision = result.applied
+            trace.interventions.extend(result.interventions)
+        r = simulate_interval(e, int(decision.mode), decision.power_kw, pv_kw[i], load[i], import_price[i],
+                              export_price[i], dt, battery, grid, decision.curtail_pv)
+        e = float(r.energy_kwh)
+        trace.mode[i] = int(decision.mode)
+        trace.power_kw[i] = decision.power_kw
+        trace.energy_kwh[i] = e
+        trace.charge_kw[i] = r.charge_kw
+        trace.discharge_kw[i] = r.discharge_kw
+        trace.import_kw[i] = r.import_kw
+        trace.export_kw[i] = r.export_kw
+        trace.curtailed_kw[i] = r.curtailed_kw
+        trace.energy_cost_eur[i] = r.energy_cost_eur
+        trace.wear_eur[i] = r.wear_eur
+        trace.reasons[i] = decision.reason
+        if progress is not None and (i % 512 == 0 or i == n - 1):
+            progress(i + 1)
+    trace.wall_s = time.perf_counter() - t0
+    return trace
+
+
+def terminal_energy_value(scenario: Scenario, import_price: np.ndarray) -> float:
+    """v in EUR/kWh: the mean import price of the scenario's last 24 hours."""
+    last = scenario.index >= scenario.end - pd.Timedelta(hours=24)
+    return float(np.mean(import_price[last]))
+
+
+def reachable_max_energy(
+    energy_start_kwh: float, pv_kw: np.ndarray, load_kw: np.ndarray, home: Home, dt_h: float
+) -> np.ndarray:
+    """Highest energy reachable at the end of each interval when charging as hard as physics allows."""
+    b = home.battery
+    headroom = np.maximum(np.minimum(b.max_charge_kw, home.grid_limit_kw + pv_kw - load_kw), 0.0)
+    gained = np.cumsum(b.efficiency_one_way * headroom * dt_h)
+    return np.minimum(energy_start_kwh + gained, b.capacity_kwh)
+
+
+def count_violations(trace: Trace, scenario: Scenario, home: Home, pv_kw: np.ndarray,
+                     goals: Sequence[Deadline]) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Reserve, endpoint and night-end violations (see the module text), with a record for each."""
+    b = home.battery
+    load = scenario.frame["load_kw"].to_numpy()
+    starts = trace.energy_at_starts()
+    counts = {"reserve": int(np.sum(trace.energy_kwh < b.reserve_kwh - ENERGY_TOL_KWH)), "endpoint": 0,
+              "night_end": 0}
+    details: list[dict[str, Any]] = []
+    step = pd.Timedelta(minutes=scenario.minutes)
+    tz = home.timezone
+    index = scenario.index
+    for d in goals:
+        k = int((d.time - index[0]) / step) - 1  # interval that ends at the deadline
+        if k < 0 or k >= len(index):
+            continue
+        target = b.capacity_kwh * d.soc_pct / 100.0
+        if trace.energy_kwh[k] >= target - ENERGY_TOL_KWH:
+            continue
+        day_start = d.time.tz_convert(tz).normalize().tz_convert("UTC")
+        j = max(int(np.ceil((day_start - index[0]) / step)), 0)
+        best = reachable_max_energy(starts[j], pv_kw[j:k + 1], load[j:k + 1], home, scenario.dt_h)[-1]
+        reachable = best >= target - ENERGY_TOL_KWH
+        details.append({"kind": d.kind, "time": d.time.isoformat(), "target_kwh": target,
+                        "energy_kwh": float(trace.energy_kwh[k]), "reachable": bool(reachable)})
+        if reachable:
+            counts[d.kind] += 1
+    return counts, details
+
+
+def score(trace: Trace, scenario: Scenario, home: Home, pv_kw: np.ndarray, import_price: np.ndarray,
+          goals: Sequence[Deadline]) -> dict[str, Any]:
+    """The contract's figures for one trace."""
+    dt = trace.dt_h
+    v = terminal_energy_value(scenario, import_price)
+    energy_cost = float(trace.energy_cost_eur.sum())
+    wear = float(trace.wear_eur.sum())
+    final_value = v * (float(trace.energy_kwh[-1]) - trace.energy0_kwh)
+    violations, details = count_violations(trace, scenario, home, pv_kw, goals)
+    capacity = home.battery.capacity_kwh
+    return {
+        "objective_eur": energy_cost + wear - final_value,
+        "energy_cost_eur": energy_cost,
+        "wear_eur": wear,
+        "final_energy_value_eur": final_value,
+        "import_kwh": float(trace.import_kw.sum() * dt),
+        "export_kwh": float(trace.export_kw.sum() * dt),
+        "curtailed_kwh": float(trace.curtailed_kw.sum() * dt),
+        "equivalent_full_cycles": float(trace.discharge_kw.sum() * dt / capacity) if capacity > 0 else 0.0,
+        "shield_interventions": len(trace.interventions),
+        "violations": violations,
+        "steps": len(trace.mode),
+        "missed_deadlines": details,
+        "wall_s": trace.wall_s,
+        "mode_share": {m.label: float(np.mean(trace.mode == int(m))) for m in Mode},
+    }
+
+
+@dataclass
+class Evaluation:
+    """Result of :func:`evaluate`: figures per controller and the traces behind them."""
+
+    installation: Installation
+    scenario: Scenario
+    results: dict[str, dict[str, Any]]
+    traces: dict[str, Trace]
+    pv_kw: np.ndarray
+    import_price: np.ndarray
+    export_price: np.ndarray
+    seed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dwars_evaluation": 1,
+            "installation": self.installation.name,
+            "scenario": {
+                "start": self.scenario.start.isoformat(),
+                "end": self.scenario.end.isoformat(),
+                "minutes": self.scenario.minutes,
+                "intervals": len(self.scenario.frame),
+            },
+            "seed": self.seed,
+            "controllers": self.results,
+        }
+
+
+def evaluate(
+    inst: Installation,
+    scenario: Scenario,
+    controllers: Sequence[str],
+    seed: int = 0,
+    forecast_options: dict[str, Any] | None = None,
+    policy_path: str | None = None,
+    progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
+) -> Evaluation:
+    """Run each named controller over ``scenario`` for ``inst`` and score it.
+
+    Controllers other than ``oracle`` see the forecasts of :class:`dwars.env.forecast.Forecaster` (seeded by
+    ``seed``); ``oracle`` plans on the actuals.
+    """
+    from dwars.env.forecast import Forecaster
+    from dwars.policy.registry import make_controller
+
+    home = Home.from_installation(inst)
+    pv = scenario.pv_kw(inst).to_numpy()
+    epex = scenario.frame["price_eur_per_mwh"].to_numpy()
+    import_price = home.tariff.import_price(epex, scenario.index)
+    export_price = home.tariff.export_price(epex, scenario.index)
+    goals = deadlines(inst, scenario.start, scenario.end, scenario.minutes)
+    forecaster = Forecaster(scenario, home, seed=seed, **(forecast_options or {}))
+    results: dict[str, dict[str, Any]] = {}
+    traces: dict[str, Trace] = {}
+    for name in controllers:
+        controller = make_controller(name, home, scenario, seed=seed, pv_kw=pv, policy_path=policy_path)
+        progress = progress_factory(name, len(scenario.frame)) if progress_factory else None
+        trace = run_controller(controller, scenario, home, forecaster, pv, import_price, export_price,
+                               progress=progress)
+        traces[name] = trace
+        # `none` keeps the battery idle (HOLD): it is the home without a battery, so its goals do not apply.
+        results[name] = score(trace, scenario, home, pv, import_price, [] if name == "none" else goals)
+    return Evaluation(inst, scenario, results, traces, pv, import_price, export_price, seed)

@@ -1,0 +1,75 @@
+"""The reinforcement-learning policy as a controller: an ONNX model run with onnxruntime (no torch).
+
+The model maps the observation of :mod:`dwars.env.observation` (float32, shape (1, N_OBS), input name
+``obs``) to action logits over the 10 discrete actions of :mod:`dwars.env.modes` (output ``logits``);
+the controller takes the most likely action. The model's metadata must carry ``obs_version`` and
+``action_space_version`` equal to this code's: a mismatch is a clear error, never a silent misuse.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dwars.env.modes import ACTION_SPACE_VERSION, ACTIONS, N_ACTIONS, Decision, action_to_decision
+from dwars.env.observation import N_OBS, OBS_VERSION, build_observation
+from dwars.errors import DwarsError
+from dwars.policy.base import Controller, Forecasts, Home, State
+
+DEFAULT_POLICY = Path(__file__).parent / "models" / "default.onnx"
+
+
+class PolicyError(DwarsError):
+    """The ONNX policy file is missing, corrupt or made for another observation layout."""
+
+
+class OnnxPolicyController(Controller):
+    """Decides with an ONNX policy.
+
+    Parameters
+    ----------
+    home : the home.
+    seed : unused (the policy acts deterministically).
+    policy_path : the ``.onnx`` file; default ``dwars/policy/models/default.onnx``.
+    """
+
+    name = "rl"
+
+    def __init__(self, home: Home, seed: int | None = None, policy_path: str | Path | None = None) -> None:
+        super().__init__(home, seed)
+        path = Path(policy_path) if policy_path else DEFAULT_POLICY
+        if not path.exists():
+            raise PolicyError(f"policy file {path} not found; the shipped policy comes with `dwars train` "
+                              "(issue #5) — pass --policy FILE to use another one")
+        import onnxruntime as ort  # deferred: only the rl controller needs it
+
+        try:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for corrupt files
+            raise PolicyError(f"policy file {path} cannot be loaded: {err}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        for key, want in (("obs_version", OBS_VERSION), ("action_space_version", ACTION_SPACE_VERSION)):
+            have = meta.get(key)
+            if have is None or int(have) != want:
+                raise PolicyError(f"policy file {path}: {key} = {have}, this dwars needs {want}; "
+                                  "retrain or export the policy for this version")
+        shape = self.session.get_inputs()[0].shape
+        if shape[-1] != N_OBS:
+            raise PolicyError(f"policy file {path}: expects {shape[-1]} observation values, this dwars gives {N_OBS}")
+        self.input_name = self.session.get_inputs()[0].name
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        """Action logits for a batch of observations (B, N_OBS)."""
+        out = self.session.run(None, {self.input_name: obs.astype(np.float32).reshape(-1, N_OBS)})[0]
+        return np.asarray(out).reshape(-1, N_ACTIONS)
+
+    def decide(self, state: State, forecasts: Forecasts) -> Decision:
+        obs = build_observation(state, forecasts, self.home)
+        action = int(np.argmax(self.logits(obs)[0]))
+        mode, fraction = ACTIONS[action]
+        b = self.home.battery
+        reason = f"policy: {mode.label.lower()}" + (f" at {fraction:.0%}" if fraction else "")
+        return action_to_decision(action, b.max_charge_kw, b.max_discharge_kw, reason)
