@@ -15,7 +15,7 @@ from dwars.data.scenario import Scenario
 from dwars.env.dispatch import simulate_interval
 from dwars.env.goals import deadlines
 from dwars.env.modes import ACTION_FRACTION, ACTION_MODES, N_ACTIONS, Mode
-from dwars.env.observation import N_OBS, OBS_VERSION, features, home_features, next_deadline, with_soc
+from dwars.env.observation import N_OBS, OBS_VERSION, features, home_features, with_soc
 from dwars.policy.base import Home
 
 Randomizer = Callable[[np.random.Generator, Installation], Installation]
@@ -45,7 +45,8 @@ class EpisodeData:
         # Minimum energy (kWh) required at the END of each interval by a goal, NaN where none falls due.
         self.goal_kwh = np.full(n, np.nan)
         step = pd.Timedelta(minutes=self.minutes)
-        for d in deadlines(inst, scenario.start, scenario.end, self.minutes):
+        self.deadlines = deadlines(inst, scenario.start, scenario.end, self.minutes)
+        for d in self.deadlines:
             k = int((d.time - scenario.start) / step) - 1
             if 0 <= k < n:
                 target = self.home.battery.capacity_kwh * d.soc_pct / 100.0
@@ -53,29 +54,54 @@ class EpisodeData:
         forecaster = Forecaster(scenario, self.home, seed=seed, **forecast_options)
         self.obs = self._observations(forecaster)
 
-    def _observations(self, forecaster: Any) -> np.ndarray:
+    def _observations(self, forecaster: Any, chunk: int = 4096) -> np.ndarray:
+        """Observation rows for every interval, from the forecaster's batch API (in chunks, to bound memory)."""
         n = len(self.scenario.frame)
-        casts = [forecaster.at(i) for i in range(n)]
-        width = max(c.horizon for c in casts)
-        imp, exp, known, pv, load = (np.zeros((n, width)) for _ in range(5))
-        goals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        enabled = {"endpoint": self.home.installation.goals.endpoint_hour is not None,
-                   "night_end": self.home.installation.goals.night_end_soc_pct is not None}
-        for kind in enabled:
-            goals[kind] = (np.full(n, np.nan), np.zeros(n))
-        for i, c in enumerate(casts):
-            h, k = c.horizon, c.n_price_known
-            imp[i, :k], exp[i, :k], known[i, :k] = c.import_price_eur_per_kwh, c.export_price_eur_per_kwh, 1.0
-            pv[i, :h], load[i, :h] = c.pv_kw, c.load_kw
-            for kind, on in enabled.items():
-                found = next_deadline(c, kind, self.minutes) if on else None
-                if found is not None:
-                    goals[kind][0][i], goals[kind][1][i] = found
+        h = forecaster.horizon
+        leads = np.arange(h)[None, :]
+        goals = {kind: self._next_goal(kind, h) for kind in ("endpoint", "night_end")}
         local = self.scenario.index.tz_convert(self.home.timezone)
         base = home_features(self.home, self.minutes)
-        return features(base, local, imp, exp, known, pv, load, self.minutes,
-                        goals["endpoint"] if enabled["endpoint"] else None,
-                        goals["night_end"] if enabled["night_end"] else None)
+        out = np.empty((n, N_OBS), dtype=np.float32)
+        for lo in range(0, n, chunk):
+            issues = np.arange(lo, min(lo + chunk, n))[:, None]
+            target = np.minimum(issues + leads, n - 1)
+            known = (issues + leads < forecaster.price_known_end_index[issues]) & (issues + leads < n)
+            imp = np.where(known, forecaster.import_price[target], 0.0)
+            exp = np.where(known, forecaster.export_price[target], 0.0)
+            pv = np.nan_to_num(forecaster.pv_forecast_batch(issues, leads))
+            load = np.nan_to_num(forecaster.load_forecast_batch(issues, leads))
+            rows = slice(lo, lo + len(issues))
+            sel = {k: None if g is None else (g[0][rows], g[1][rows]) for k, g in goals.items()}
+            out[rows] = features(base, local[rows], imp, exp, known, pv, load, self.minutes, sel["endpoint"],
+                                 sel["night_end"])
+        return out
+
+    def _next_goal(self, kind: str, horizon: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(hours until, target soc) of the next deadline of ``kind`` within the horizon of each interval."""
+        goals = self.home.installation.goals
+        if (kind == "endpoint" and goals.endpoint_hour is None) or (kind == "night_end" and goals.night_end_soc_pct
+                                                                    is None):
+            return None
+        n = len(self.scenario.frame)
+        step = pd.Timedelta(minutes=self.minutes)
+        due = [(int((d.time - self.scenario.start) / step) - 1, d.soc_pct / 100.0) for d in self.deadlines
+               if d.kind == kind]
+        due = [(k, soc) for k, soc in due if 0 <= k < n]
+        hours = np.full(n, np.nan)
+        target = np.zeros(n)
+        if not due:
+            return hours, target
+        ks = np.array([k for k, _ in due])
+        socs = np.array([soc for _, soc in due])
+        i = np.arange(n)
+        j = np.searchsorted(ks, i, side="left")  # first deadline whose interval ends at or after i
+        has = j < len(ks)
+        jj = np.where(has, j, 0)
+        within = has & (ks[jj] - i < horizon)
+        hours[within] = (ks[jj][within] - i[within] + 1) * self.dt_h
+        target[within] = socs[jj][within]
+        return hours, target
 
 
 class HomeEnergyEnv(gym.Env):

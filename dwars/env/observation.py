@@ -132,8 +132,8 @@ def features(
     rows = len(times_local)
     out = np.repeat(base[None, :], rows, axis=0)
     hour = times_local.hour.to_numpy() + times_local.minute.to_numpy() / 60.0
-    doy = times_local.dayofyear.to_numpy() - 1
-    weekday = times_local.weekday.to_numpy()
+    doy = times_local.day_of_year.to_numpy() - 1
+    weekday = times_local.day_of_week.to_numpy()
     two_pi = 2.0 * np.pi
     out[:, 7], out[:, 8] = np.sin(two_pi * hour / 24), np.cos(two_pi * hour / 24)
     out[:, 9], out[:, 10] = np.sin(two_pi * doy / 365.25), np.cos(two_pi * doy / 365.25)
@@ -185,20 +185,22 @@ def next_deadline(forecasts: Forecasts, kind: str, minutes: int) -> tuple[float,
 def build_observation(state: State, forecasts: Forecasts, home: Home) -> np.ndarray:
     """The observation (N_OBS,) for one interval, as the runtime and the ONNX controller use it."""
     minutes = state.minutes
+    # Full width always: beyond the forecasts (end of data) prices count as unknown and PV/load as 0 kW,
+    # exactly as in the precomputed training rows.
+    width = max(HOURS_AHEAD * 60 // minutes, forecasts.horizon)
     h = forecasts.horizon
     k = forecasts.n_price_known
-    imp = np.zeros((1, h))
-    exp = np.zeros((1, h))
-    known = np.zeros((1, h))
-    imp[0, :k] = forecasts.import_price_eur_per_kwh[:h]
-    exp[0, :k] = forecasts.export_price_eur_per_kwh[:h]
+    imp, exp, known, pv, load = (np.zeros((1, width)) for _ in range(5))
+    imp[0, :k] = forecasts.import_price_eur_per_kwh
+    exp[0, :k] = forecasts.export_price_eur_per_kwh
     known[0, :k] = 1.0
+    pv[0, :h] = np.nan_to_num(forecasts.pv_kw)
+    load[0, :h] = np.nan_to_num(forecasts.load_kw)
     goals = []
     for kind, enabled in (("endpoint", home.installation.goals.endpoint_hour is not None),
                           ("night_end", home.installation.goals.night_end_soc_pct is not None)):
         found = next_deadline(forecasts, kind, minutes) if enabled else None
         goals.append(None if found is None else (np.array([found[0]]), np.array([found[1]])))
     local = pd.DatetimeIndex([state.time]).tz_convert(home.timezone)
-    obs = features(home_features(home, minutes), local, imp, exp, known, forecasts.pv_kw[None, :],
-                   forecasts.load_kw[None, :], minutes, goals[0], goals[1])[0]
+    obs = features(home_features(home, minutes), local, imp, exp, known, pv, load, minutes, goals[0], goals[1])[0]
     return with_soc(obs, state.energy_kwh / home.battery.capacity_kwh)
