@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make run    creates .venv, installs dwars[runtime], builds a scenario from bundled real data and summarises it
+#   make run    creates .venv, installs dwars, evaluates every controller on bundled real 2024 data (table + plots)
 #   make test   installs the dev dependencies, runs ruff and the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[runtime]'
+	$(BIN)/python -m pip install --quiet -e '.[runtime,plot]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
@@ -24,7 +24,9 @@ run: $(VENV)/.runtime
 	$(BIN)/dwars config check examples/home.toml
 	$(BIN)/dwars scenario build --config examples/home.toml \
 		--prices sample:prices_2024.json.gz --weather sample:knmi_debilt_260_2024_T_Q.csv.gz --load profile \
-		--start 2024-01-01 --end 2025-01-01 --resolution 15min --out $(OUT)/scenario_2024_15min.csv
+		--start 2024-01-01 --end 2025-01-01 --resolution 60min --model-pv --out $(OUT)/scenario_2024_60min.csv
+	$(BIN)/dwars evaluate --config examples/home.toml --scenario $(OUT)/scenario_2024_60min.csv \
+		--controllers none,msc,rule,mpc,oracle --json $(OUT)/evaluation_2024.json --plots $(OUT)/plots
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check dwars tests bench

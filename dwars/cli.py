@@ -24,7 +24,9 @@ Units and conventions:
   start) and shown on the home's clock (Europe/Amsterdam). Intervals are 15 or 60 minutes.
   File arguments may name a bundled real sample as sample:NAME (e.g. sample:prices_2024.json.gz)."""
 
-console = Console()
+# Piped output (logs, CI, make run in a pipe) gets a wide fixed width instead of rich's 80 columns, so the
+# tables stay readable rather than folding every cell.
+console = Console(width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True)
 
 
