@@ -65,6 +65,17 @@ def test_oracle_is_a_lower_bound(result) -> None:
         assert best <= result.results[name]["objective_eur"] + 1e-6, name
 
 
+@pytest.mark.parametrize("scenario", ["week_15", "june_15"])
+def test_oracle_is_a_lower_bound_on_every_test_scenario(scenario: str, request: pytest.FixtureRequest,
+                                                        home_inst: Installation) -> None:
+    scn = request.getfixturevalue(scenario)
+    other = evaluate(home_inst, scn, ALL, seed=1)
+    best = other.results["oracle"]["objective_eur"]
+    for name in ALL:
+        assert best <= other.results[name]["objective_eur"] + 1e-6, (scenario, name)
+    assert other.results["oracle"]["violations"] == {"reserve": 0, "endpoint": 0, "night_end": 0}
+
+
 def test_battery_saves_money_and_goals_hold(result) -> None:
     none = result.results["none"]["objective_eur"]
     for name in ("msc", "rule", "mpc", "oracle"):

@@ -1,0 +1,87 @@
+"""The ONNX policy controller: a real onnxruntime session, and clear errors for wrong or broken files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from dwars.config import Installation
+from dwars.data.scenario import Scenario
+from dwars.env.forecast import Forecaster
+from dwars.env.modes import N_ACTIONS, Mode
+from dwars.env.observation import I_SOC, N_OBS, OBS_VERSION, build_observation
+from dwars.policy.base import Home, State
+from dwars.policy.rl import OnnxPolicyController, PolicyError
+
+
+def linear_policy(path: Path, weights: np.ndarray, bias: np.ndarray, obs_version: int = OBS_VERSION,
+                  n_obs: int = N_OBS) -> Path:
+    """A tiny real ONNX model: logits = obs @ W + b, with the metadata dwars checks."""
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["obs", "W"], ["z"]), helper.make_node("Add", ["z", "b"], ["logits"])],
+        "linear_policy",
+        [helper.make_tensor_value_info("obs", TensorProto.FLOAT, ["batch", n_obs])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", N_ACTIONS])],
+        [numpy_helper.from_array(weights.astype(np.float32), "W"),
+         numpy_helper.from_array(bias.astype(np.float32), "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    for key, value in (("obs_version", str(obs_version)), ("action_space_version", "1")):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def home(home_inst: Installation) -> Home:
+    return Home.from_installation(home_inst)
+
+
+def test_policy_acts_on_the_observation(tmp_path: Path, home: Home, week_60: Scenario) -> None:
+    # Logit of IMPORT 100 % grows as the battery empties, logit of EXPORT 100 % as it fills: a readable policy.
+    weights = np.zeros((N_OBS, N_ACTIONS))
+    weights[I_SOC, 5], weights[I_SOC, 9] = -10.0, 10.0
+    bias = np.zeros(N_ACTIONS)
+    bias[5], bias[9], bias[0] = 5.0, -5.0, 0.5
+    controller = OnnxPolicyController(home, policy_path=linear_policy(tmp_path / "p.onnx", weights, bias))
+    forecasts = Forecaster(week_60, home).at(10)
+    low = controller.decide(State(week_60.index[10], 60, 2.5, 25.0), forecasts)
+    high = controller.decide(State(week_60.index[10], 60, 9.5, 95.0), forecasts)
+    assert (low.mode, low.power_kw) == (Mode.IMPORT, home.battery.max_charge_kw)
+    assert (high.mode, high.power_kw) == (Mode.EXPORT, home.battery.max_discharge_kw)
+    assert low.reason and high.reason
+    # The session's logits are the linear map of the very observation dwars builds.
+    obs = build_observation(State(week_60.index[10], 60, 2.5, 25.0), forecasts, home)
+    np.testing.assert_allclose(controller.logits(obs)[0], obs @ weights + bias, rtol=1e-5, atol=1e-5)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path, home: Home) -> None:
+    with pytest.raises(PolicyError, match="not found"):
+        OnnxPolicyController(home, policy_path=tmp_path / "nope.onnx")
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path: Path, home: Home) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not an onnx model")
+    with pytest.raises(PolicyError, match="cannot be loaded"):
+        OnnxPolicyController(home, policy_path=bad)
+
+
+def test_other_observation_version_is_refused(tmp_path: Path, home: Home) -> None:
+    path = linear_policy(tmp_path / "old.onnx", np.zeros((N_OBS, N_ACTIONS)), np.zeros(N_ACTIONS), obs_version=0)
+    with pytest.raises(PolicyError, match="obs_version = 0, this dwars needs 1"):
+        OnnxPolicyController(home, policy_path=path)
+
+
+def test_other_observation_size_is_refused(tmp_path: Path, home: Home) -> None:
+    path = linear_policy(tmp_path / "wide.onnx", np.zeros((N_OBS + 4, N_ACTIONS)), np.zeros(N_ACTIONS),
+                         n_obs=N_OBS + 4)
+    with pytest.raises(PolicyError, match=f"expects {N_OBS + 4} observation values"):
+        OnnxPolicyController(home, policy_path=path)
