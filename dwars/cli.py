@@ -239,7 +239,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             task = bar.add_task(name, total=total)
             return lambda done: bar.update(task, completed=done)
 
-        result = evaluate(inst, scenario, names, seed=args.seed, policy_path=args.policy, progress_factory=factory)
+        result = evaluate(inst, scenario, names, seed=args.seed, policy_path=args.policy, progress_factory=factory,
+                          shield=not args.no_shield)
     _print_evaluation(result.results, f"{inst.name} on {Path(args.scenario).name}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -275,6 +276,94 @@ def _print_evaluation(results: dict[str, dict[str, Any]], title: str) -> None:
     console.print(table)
     console.print("violations: reserve/endpoint/night end (reachable deadlines missed); "
                   "capture = saving / oracle saving")
+    shielded = {n: r for n, r in results.items() if r.get("shield_interventions")}
+    for name, r in shielded.items():
+        rules = ", ".join(f"{rule} {count}" for rule, count in sorted(r["shield_by_rule"].items()))
+        console.print(f"shield on {name}: {r['shield_interventions']} intervals changed "
+                      f"({r['shield_rate']:.1%}): {rules}")
+
+
+# ------------------------------------------------------------------------------------------------- log
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    """``dwars log show FILE``: the last decisions ("laatste acties"), newest last."""
+    from dwars.policy.decision_log import describe_action, local_label, parse_since, read_records
+
+    since = parse_since(args.since, args.tz) if args.since else None
+    records = read_records(_path(args.file), since=since)
+    if args.controller:
+        records = [r for r in records if r.get("controller") == args.controller]
+    if not records:
+        console.print(f"no decisions in {escape(str(args.file))}" + (f" since {args.since}" if args.since else ""))
+        return 0
+    shown = records[-args.limit:] if args.limit > 0 else records
+    several = len({r.get("controller") for r in shown}) > 1
+    table = Table(title=f"laatste acties: {escape(Path(args.file).name)} "
+                        f"(last {len(shown)} of {len(records)} decisions, newest last)")
+    table.add_column("local time", no_wrap=True)
+    if several:
+        table.add_column("controller")
+    table.add_column("action", no_wrap=True)
+    table.add_column("SoC %", justify="right")
+    table.add_column("shield")
+    table.add_column("reason")
+    for r in shown:
+        soc = r.get("soc_pct")
+        rules = ", ".join(str(n.get("rule")) for n in r.get("interventions") or [])
+        row = [local_label(r)]
+        if several:
+            row.append(escape(str(r.get("controller", "-"))))
+        row += [escape(describe_action(r.get("applied"))), f"{soc:.1f}" if isinstance(soc, int | float) else "-",
+                escape(rules) or "-", escape(str(r.get("reason") or "-"))]
+        table.add_row(*row)
+    console.print(table)
+    return 0
+
+
+def cmd_log_shield(args: argparse.Namespace) -> int:
+    """``dwars log shield FILE``: the shield's interventions, and with --summary the counts per rule."""
+    from dwars.policy.decision_log import describe_action, local_label, parse_since, read_records, shield_summary
+
+    since = parse_since(args.since, args.tz) if args.since else None
+    records = read_records(_path(args.file), since=since)
+    if args.controller:
+        records = [r for r in records if r.get("controller") == args.controller]
+    notes = [(r, n) for r in records for n in r.get("interventions") or []
+             if args.rule is None or n.get("rule") == args.rule]
+    shown = notes[-args.limit:] if args.limit > 0 else notes
+    if not notes:
+        what = f"rule {args.rule}" if args.rule else "the shield"
+        console.print(f"no interventions by {what} in {len(records)} decisions in {escape(str(args.file))}")
+    else:
+        table = Table(title=f"shield: {escape(Path(args.file).name)} "
+                            f"(last {len(shown)} of {len(notes)} interventions, newest last)")
+        table.add_column("local time", no_wrap=True)
+        table.add_column("rule")
+        table.add_column("proposed -> applied")
+        table.add_column("reden")
+        table.add_column("reason")
+        for r, n in shown:
+            proposed = n.get("proposed") if isinstance(n.get("proposed"), dict) else r.get("proposed")
+            applied = n.get("applied") if isinstance(n.get("applied"), dict) else r.get("applied")
+            table.add_row(local_label(r), escape(str(n.get("rule"))),
+                          escape(f"{describe_action(proposed)} -> {describe_action(applied)}"),
+                          escape(str(n.get("reason_nl") or "-")), escape(str(n.get("reason_en") or "-")))
+        console.print(table)
+    if args.summary:
+        s = shield_summary(records)
+        counts = Table(title="shield interventions per rule")
+        counts.add_column("rule")
+        counts.add_column("interventions", justify="right")
+        counts.add_column("share of decisions", justify="right")
+        for rule, count in s["per_rule"].items():
+            if args.rule is None or rule == args.rule:
+                share = count / s["decisions"] if s["decisions"] else 0.0
+                counts.add_row(escape(rule), str(count), f"{share:.1%}")
+        console.print(counts)
+        console.print(f"{s['decisions_with_intervention']} of {s['decisions']} decisions had an intervention "
+                      f"(intervention rate {s['intervention_rate']:.1%}); {s['changed']} changed mode or power")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -356,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plots", metavar="DIR", help="write plots (a day per controller, costs per month) as PNG")
     ev.add_argument("--plot-day", metavar="YYYY-MM-DD", help="local day to plot (default: widest price range)")
     ev.add_argument("--policy", metavar="FILE.onnx", help="ONNX policy for the rl controller")
+    ev.add_argument("--no-shield", action="store_true",
+                    help="run controllers without the safety shield (by default all but oracle and none go through it)")
     ev.set_defaults(func=cmd_evaluate)
 
     pv = sub.add_parser("pv", help="PV model tools")
@@ -366,6 +457,42 @@ def build_parser() -> argparse.ArgumentParser:
     pv_yield.add_argument("--weather", required=True, help="KNMI hourly file")
     pv_yield.add_argument("--resolution", default="60min", help="15min or 60min (default %(default)s)")
     pv_yield.set_defaults(func=cmd_pv_yield)
+
+    log_help = ("Read a decision log (JSON Lines, one record per decided interval; rotated files FILE.1 .. FILE.N "
+                "are read too):\n"
+                "  dwars log show FILE [--since DATE] [--limit N]     laatste acties: the last decisions\n"
+                "  dwars log shield FILE [--rule ID] [--summary]      the safety shield's interventions\n"
+                "Times are shown on the home's clock; see docs/decision-log.md for the record schema.")
+    log_cmd = sub.add_parser("log", help="show the decision log: last actions, shield interventions",
+                             description=log_help, epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    log_sub = log_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def log_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("file", metavar="FILE", help="decision log, e.g. /var/lib/dwars/decisions.jsonl")
+        p.add_argument("--since", metavar="YYYY-MM-DD|ISO",
+                       help="only decisions from this local date (midnight) or time on; a time with an offset "
+                            "(2024-03-29T11:00+00:00) is taken as is")
+        p.add_argument("--tz", default="Europe/Amsterdam",
+                       help="clock of a --since without an offset (default %(default)s)")
+        p.add_argument("--controller", metavar="NAME", help="only decisions of this controller (rule, mpc, rl, ...)")
+        p.add_argument("--limit", type=int, default=20, metavar="N",
+                       help="show the last N rows, newest last; 0 = all (default %(default)s)")
+
+    show = log_sub.add_parser("show", help="laatste acties: the last N decisions (local time, action, SoC, reason)",
+                              epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    log_options(show)
+    show.set_defaults(func=cmd_log)
+    from dwars.policy.decision_log import RULE_IDS
+
+    shield = log_sub.add_parser(
+        "shield", help="the shield's interventions (rule, proposed -> applied, reason in Dutch and English)",
+        epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    log_options(shield)
+    shield.add_argument("--rule", choices=RULE_IDS, metavar="ID",
+                        help=f"only this rule: {', '.join(RULE_IDS)}")
+    shield.add_argument("--summary", action="store_true",
+                        help="also print the interventions per rule and the intervention rate")
+    shield.set_defaults(func=cmd_log_shield)
     return parser
 
 

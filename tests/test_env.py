@@ -137,3 +137,22 @@ def test_episode_rows_equal_the_runtime_observation(week_15: Scenario, home_inst
 
         got = with_soc(data.obs[i].copy(), energy / data.home.battery.capacity_kwh)
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=f"interval {i}")
+
+
+def test_action_masks_come_from_the_shield(week_60: Scenario) -> None:
+    # Battery at the reserve, 90 % needed at 17:00: in the last hours before it only Import is allowed.
+    inst = Installation().replace(battery=BatteryConfig(initial_soc_pct=20, reserve_pct=20))
+    env = HomeEnergyEnv(week_60, inst, episode_days=1)
+    env.reset(seed=0, options={"start_day": "2024-03-28"})
+    masks = []
+    for _ in range(17):
+        masks.append(env.action_masks())
+        allowed = np.flatnonzero(masks[-1])
+        env.step(int(allowed[0]))  # the first allowed action: MSC whenever the shield permits it
+    assert all(m.any() for m in masks)
+    assert not masks[-1][0] and masks[-1][2:6].any()  # MSC forbidden, Import allowed just before 17:00
+    _, _, _, _, info = env.step(5)
+    assert info["goal_missed"] == 0  # the shield kept the 17:00 endpoint reachable, and it was reached
+    unmasked = HomeEnergyEnv(week_60, inst, episode_days=1, shield_mask=False)
+    unmasked.reset(seed=0)
+    assert unmasked.action_masks().all()

@@ -16,7 +16,7 @@ from dwars.env.dispatch import simulate_interval
 from dwars.env.goals import deadlines
 from dwars.env.modes import ACTION_FRACTION, ACTION_MODES, N_ACTIONS, Mode
 from dwars.env.observation import N_OBS, OBS_VERSION, features, home_features, with_soc
-from dwars.policy.base import Home
+from dwars.policy.base import Home, State
 
 Randomizer = Callable[[np.random.Generator, Installation], Installation]
 
@@ -51,8 +51,11 @@ class EpisodeData:
             if 0 <= k < n:
                 target = self.home.battery.capacity_kwh * d.soc_pct / 100.0
                 self.goal_kwh[k] = target if np.isnan(self.goal_kwh[k]) else max(self.goal_kwh[k], target)
-        forecaster = Forecaster(scenario, self.home, seed=seed, **forecast_options)
-        self.obs = self._observations(forecaster)
+        from dwars.policy.shield import Shield
+
+        self.forecaster = Forecaster(scenario, self.home, seed=seed, **forecast_options)
+        self.shield = Shield(self.home)
+        self.obs = self._observations(self.forecaster)
 
     def _observations(self, forecaster: Any, chunk: int = 4096) -> np.ndarray:
         """Observation rows for every interval, from the forecaster's batch API (in chunks, to bound memory)."""
@@ -116,7 +119,7 @@ class HomeEnergyEnv(gym.Env):
     Action Space
         ``Discrete(10)``: 0 MSC, 1 HOLD, 2-5 IMPORT at 25/50/75/100 % of max charge power, 6-9 EXPORT at
         25/50/75/100 % of max discharge power (:mod:`dwars.env.modes`). :meth:`action_masks` gives the
-        allowed actions (all, until the safety shield of issue #4 narrows them).
+        allowed actions: those the safety shield accepts unchanged (MaskablePPO uses them).
 
     Observation Space
         ``Box(206,)`` float32, layout version ``OBS_VERSION`` = 1, documented index by index in
@@ -146,6 +149,7 @@ class HomeEnergyEnv(gym.Env):
         forecast_seed : seed of the forecast errors.
         auto_curtail : curtail PV export whenever the export price is negative (what the shield does).
         cache_size : how many (scenario, installation) precomputations to keep.
+        shield_mask : :meth:`action_masks` comes from the safety shield (else every action is allowed).
 
     Info
         ``energy_cost_eur``, ``wear_eur``, ``charge_kw``, ``discharge_kw``, ``import_kw``, ``export_kw``,
@@ -171,8 +175,10 @@ class HomeEnergyEnv(gym.Env):
         forecast_seed: int = 0,
         auto_curtail: bool = True,
         cache_size: int = 8,
+        shield_mask: bool = True,
     ) -> None:
         super().__init__()
+        self.shield_mask = shield_mask
         self.scenarios = [scenarios] if isinstance(scenarios, Scenario) else list(scenarios)
         self.installations = [installations] if isinstance(installations, Installation) else list(installations)
         if not self.scenarios or not self.installations:
@@ -244,8 +250,14 @@ class HomeEnergyEnv(gym.Env):
         return with_soc(self.data.obs[i].copy(), self._energy / self.data.home.battery.capacity_kwh)
 
     def action_masks(self) -> np.ndarray:
-        """Allowed actions (bool, length 10): all of them until the shield (issue #4) narrows the set."""
-        return np.ones(N_ACTIONS, dtype=bool)
+        """Allowed actions (bool, length 10) from the safety shield (:mod:`dwars.policy.shield`), or all of
+        them with ``shield_mask=False``. The shield sees the same forecasts as the observation."""
+        data = self.data
+        if data is None or not self.shield_mask:
+            return np.ones(N_ACTIONS, dtype=bool)
+        i = min(self._i, len(data.obs) - 1)
+        state = State(data.scenario.index[i], data.minutes, self._energy, self._soc_pct())
+        return data.shield.mask(state, data.forecaster.at(i))
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         data = self.data

@@ -57,7 +57,9 @@ class Trace:
     energy_cost_eur: np.ndarray
     wear_eur: np.ndarray
     reasons: list[str]
-    interventions: list[dict[str, Any]] = field(default_factory=list)
+    interventions: list[Any] = field(default_factory=list)
+    shielded: np.ndarray | None = None  # per interval: the shield intervened
+    proposed: list[Any] | None = None  # per interval: the controller's own Decision (when shielded)
     wall_s: float = 0.0
 
     @property
@@ -107,6 +109,9 @@ def run_controller(
     e = home.installation.battery.initial_energy_kwh
     trace = Trace(controller.name, scenario.index, scenario.minutes, e, np.zeros(n, np.int8), _empty(n), _empty(n),
                   _empty(n), _empty(n), _empty(n), _empty(n), _empty(n), _empty(n), _empty(n), [""] * n)
+    if shield is not None:
+        trace.shielded = np.zeros(n, dtype=bool)
+        trace.proposed = [None] * n
     controller.reset()
     t0 = time.perf_counter()
     times = scenario.index
@@ -117,7 +122,9 @@ def run_controller(
         decision = controller.decide(state, forecasts)
         if shield is not None:
             result = shield.check(state, forecasts, decision)
+            trace.proposed[i] = decision
             decision = result.applied
+            trace.shielded[i] = bool(result.interventions)
             trace.interventions.extend(result.interventions)
         r = simulate_interval(e, int(decision.mode), decision.power_kw, pv_kw[i], load[i], import_price[i],
                               export_price[i], dt, battery, grid, decision.curtail_pv)
@@ -204,13 +211,22 @@ def score(trace: Trace, scenario: Scenario, home: Home, pv_kw: np.ndarray, impor
         "export_kwh": float(trace.export_kw.sum() * dt),
         "curtailed_kwh": float(trace.curtailed_kw.sum() * dt),
         "equivalent_full_cycles": float(trace.discharge_kw.sum() * dt / capacity) if capacity > 0 else 0.0,
-        "shield_interventions": len(trace.interventions),
+        "shield_interventions": int(trace.shielded.sum()) if trace.shielded is not None else 0,
+        "shield_rate": float(trace.shielded.mean()) if trace.shielded is not None else 0.0,
+        "shield_by_rule": _rule_counts(trace.interventions),
         "violations": violations,
         "steps": len(trace.mode),
         "missed_deadlines": details,
         "wall_s": trace.wall_s,
         "mode_share": {m.label: float(np.mean(trace.mode == int(m))) for m in Mode},
     }
+
+
+def _rule_counts(interventions: Sequence[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in interventions:
+        counts[item.rule] = counts.get(item.rule, 0) + 1
+    return counts
 
 
 @dataclass
@@ -249,14 +265,17 @@ def evaluate(
     forecast_options: dict[str, Any] | None = None,
     policy_path: str | None = None,
     progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
+    shield: bool = True,
 ) -> Evaluation:
     """Run each named controller over ``scenario`` for ``inst`` and score it.
 
     Controllers other than ``oracle`` see the forecasts of :class:`dwars.env.forecast.Forecaster` (seeded by
-    ``seed``); ``oracle`` plans on the actuals.
+    ``seed``); ``oracle`` plans on the actuals. With ``shield`` (default) every controller but ``oracle``
+    (the physical limit) and ``none`` (no battery) runs through :class:`dwars.policy.shield.Shield`.
     """
     from dwars.env.forecast import Forecaster
     from dwars.policy.registry import make_controller
+    from dwars.policy.shield import Shield
 
     home = Home.from_installation(inst)
     pv = scenario.pv_kw(inst).to_numpy()
@@ -270,8 +289,9 @@ def evaluate(
     for name in controllers:
         controller = make_controller(name, home, scenario, seed=seed, pv_kw=pv, policy_path=policy_path)
         progress = progress_factory(name, len(scenario.frame)) if progress_factory else None
+        guard = Shield(home) if shield and name not in ("oracle", "none") else None
         trace = run_controller(controller, scenario, home, forecaster, pv, import_price, export_price,
-                               progress=progress)
+                               shield=guard, progress=progress)
         traces[name] = trace
         # `none` keeps the battery idle (HOLD): it is the home without a battery, so its goals do not apply.
         results[name] = score(trace, scenario, home, pv, import_price, [] if name == "none" else goals)
