@@ -239,9 +239,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             task = bar.add_task(name, total=total)
             return lambda done: bar.update(task, completed=done)
 
-        result = evaluate(inst, scenario, names, seed=args.seed, policy_path=args.policy, progress_factory=factory,
-                          shield=not args.no_shield)
+        log_file = None
+        if args.log:
+            from dwars.policy.decision_log import DecisionLog
+
+            # A simulation can be re-run, so no fsync per record here (the Pi runtime keeps it on).
+            log_file = DecisionLog(args.log, fsync=False)
+        try:
+            result = evaluate(inst, scenario, names, seed=args.seed, policy_path=args.policy,
+                              progress_factory=factory, shield=not args.no_shield, decision_log=log_file)
+        finally:
+            if log_file is not None:
+                log_file.close()
     _print_evaluation(result.results, f"{inst.name} on {Path(args.scenario).name}")
+    if args.log:
+        console.print(f"decision log: [bold]{args.log}[/bold] (dwars log shield {args.log} --summary)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
@@ -323,8 +335,17 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def cmd_log_shield(args: argparse.Namespace) -> int:
     """``dwars log shield FILE``: the shield's interventions, and with --summary the counts per rule."""
-    from dwars.policy.decision_log import describe_action, local_label, parse_since, read_records, shield_summary
+    from dwars.policy.decision_log import (
+        RULE_IDS,
+        describe_action,
+        local_label,
+        parse_since,
+        read_records,
+        shield_summary,
+    )
 
+    if args.rule is not None and args.rule not in RULE_IDS:
+        raise DwarsError(f"--rule {args.rule}: not a rule id; choose from {', '.join(RULE_IDS)}")
     since = parse_since(args.since, args.tz) if args.since else None
     records = read_records(_path(args.file), since=since)
     if args.controller:
@@ -445,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plots", metavar="DIR", help="write plots (a day per controller, costs per month) as PNG")
     ev.add_argument("--plot-day", metavar="YYYY-MM-DD", help="local day to plot (default: widest price range)")
     ev.add_argument("--policy", metavar="FILE.onnx", help="ONNX policy for the rl controller")
+    ev.add_argument("--log", metavar="FILE.jsonl",
+                    help="write every decision (proposed, applied, shield interventions, reason) as JSON Lines; "
+                         "read it with dwars log show/shield")
     ev.add_argument("--no-shield", action="store_true",
                     help="run controllers without the safety shield (by default all but oracle and none go through it)")
     ev.set_defaults(func=cmd_evaluate)
@@ -482,14 +506,13 @@ def build_parser() -> argparse.ArgumentParser:
                               epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
     log_options(show)
     show.set_defaults(func=cmd_log)
-    from dwars.policy.decision_log import RULE_IDS
-
     shield = log_sub.add_parser(
         "shield", help="the shield's interventions (rule, proposed -> applied, reason in Dutch and English)",
         epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
     log_options(shield)
-    shield.add_argument("--rule", choices=RULE_IDS, metavar="ID",
-                        help=f"only this rule: {', '.join(RULE_IDS)}")
+    shield.add_argument("--rule", metavar="ID",
+                        help="only this rule: reserve, endpoint, night_end, spread, inkoop_only, negative_price, "
+                             "power_limit, grid_limit or stale_input")
     shield.add_argument("--summary", action="store_true",
                         help="also print the interventions per rule and the intervention rate")
     shield.set_defaults(func=cmd_log_shield)

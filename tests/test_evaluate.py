@@ -134,3 +134,26 @@ def test_cli_evaluate_writes_json_and_plots(tmp_path: Path, week_60: Scenario) -
     assert set(data["controllers"]) == {"none", "msc", "rule", "oracle"}
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert "monthly.png" in pngs and any(p.startswith("day_") for p in pngs)
+
+
+def test_evaluate_writes_a_readable_decision_log(tmp_path: Path, week_60: Scenario, capsys) -> None:
+    from dwars.cli import main
+    from dwars.data.scenario import write_scenario
+    from dwars.policy.decision_log import read_records, shield_summary
+
+    scn = write_scenario(week_60.window(week_60.start, week_60.start + np.timedelta64(2, "D")), tmp_path / "s.csv")
+    root = Path(__file__).resolve().parents[1]
+    log = tmp_path / "decisions.jsonl"
+    assert main(["evaluate", "--config", str(root / "examples" / "home.toml"), "--scenario", str(scn),
+                 "--controllers", "msc,random", "--log", str(log)]) == 0
+    records = read_records(log)
+    assert len(records) == 2 * 48  # one record per interval per controller
+    by = {name: [r for r in records if r["controller"] == name] for name in ("msc", "random")}
+    summary = shield_summary(by["random"])
+    assert summary["decisions"] == 48 and summary["decisions_with_intervention"] > 0
+    changed = [r for r in by["random"] if r["interventions"]]
+    assert all(r["reason"] for r in changed)
+    capsys.readouterr()
+    assert main(["log", "shield", str(log), "--summary", "--controller", "random"]) == 0
+    out = capsys.readouterr().out
+    assert "spread" in out or "endpoint" in out

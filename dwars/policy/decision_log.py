@@ -43,13 +43,13 @@ import pandas as pd
 
 from dwars.env.modes import Decision, Mode
 from dwars.errors import DataError
+from dwars.policy.shield import RULES
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-#: The shield's rule ids; stable, they are written into the log.
-RULE_IDS: tuple[str, ...] = ("reserve", "endpoint", "night_end", "spread", "inkoop_only", "negative_price",
-                             "power_limit", "grid_limit", "stale_input")
+#: The shield's rule ids; stable, they are written into the log (one list, owned by the shield).
+RULE_IDS: tuple[str, ...] = RULES
 MODE_NAMES: tuple[str, ...] = tuple(m.name.lower() for m in Mode)  # msc, hold, import, export
 INTERVENTION_KEYS: tuple[str, ...] = ("rule", "reason_en", "reason_nl", "numbers")
 DIGEST_CHARS = 16
@@ -66,7 +66,7 @@ def decision_dict(decision: Decision) -> dict[str, Any]:
 
 
 def decision_record(time_utc: pd.Timestamp | datetime | str, tz: str | ZoneInfo, controller: str, soc_pct: float,
-                    proposed: Decision, applied: Decision, interventions: Iterable[Mapping[str, Any]],
+                    proposed: Decision, applied: Decision, interventions: Iterable[Mapping[str, Any] | Any],
                     inputs_digest: str) -> dict[str, Any]:
     """One decision-log record (schema 1) for the interval starting at ``time_utc``.
 
@@ -78,7 +78,8 @@ def decision_record(time_utc: pd.Timestamp | datetime | str, tz: str | ZoneInfo,
     soc_pct : state of charge at the start of the interval; a non-finite value (unknown) is written as null.
     proposed, applied : what the controller proposed and what the shield let through.
     interventions : the shield's interventions as dicts with at least ``rule`` (one of :data:`RULE_IDS`),
-        ``reason_en``, ``reason_nl`` and ``numbers``; extra keys are kept. Values are made JSON-ready: numpy
+        ``reason_en``, ``reason_nl`` and ``numbers``; extra keys are kept. Objects with a ``to_record()``
+        method (the shield's ``Intervention``) are converted with it. Values are made JSON-ready: numpy
         scalars become numbers, timestamps ISO text, modes their lower-case names and non-finite floats null.
     inputs_digest : :func:`inputs_digest` of the inputs the decision saw (16 hex characters).
     """
@@ -90,7 +91,8 @@ def decision_record(time_utc: pd.Timestamp | datetime | str, tz: str | ZoneInfo,
         raise ValueError(f"decision_record: inputs_digest = {inputs_digest!r}: must be 16 lower-case hex "
                          "characters (use inputs_digest(...))")
     notes = []
-    for i, raw in enumerate(interventions):
+    for i, item in enumerate(interventions):
+        raw = item if isinstance(item, Mapping) else item.to_record()  # a dwars.policy.shield.Intervention
         missing = [k for k in INTERVENTION_KEYS if k not in raw]
         if missing:
             raise ValueError(f"decision_record: interventions[{i}] lacks {', '.join(missing)}")

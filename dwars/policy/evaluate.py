@@ -85,6 +85,7 @@ def run_controller(
     export_price: np.ndarray,
     shield: Any | None = None,
     progress: Callable[[int], None] | None = None,
+    decision_log: Any | None = None,
 ) -> Trace:
     """Step ``controller`` through ``scenario`` and return its trace.
 
@@ -99,7 +100,10 @@ def run_controller(
     shield : optional object with ``check(state, forecasts, decision) -> result`` whose ``applied`` decision
         replaces the proposal and whose ``interventions`` are recorded.
     progress : called with the number of intervals done, now and then.
+    decision_log : a :class:`dwars.policy.decision_log.DecisionLog` that gets one record per interval.
     """
+    if decision_log is not None:
+        from dwars.policy.decision_log import decision_record, inputs_digest
     n = len(scenario.frame)
     dt = scenario.dt_h
     load = scenario.frame["load_kw"].to_numpy()
@@ -120,12 +124,16 @@ def run_controller(
                       float(pv_kw[i - 1]) if i else float("nan"), float(load[i - 1]) if i else float("nan"))
         forecasts = forecaster.at(i)
         decision = controller.decide(state, forecasts)
+        proposed, notes = decision, ()
         if shield is not None:
             result = shield.check(state, forecasts, decision)
             trace.proposed[i] = decision
-            decision = result.applied
-            trace.shielded[i] = bool(result.interventions)
-            trace.interventions.extend(result.interventions)
+            decision, notes = result.applied, result.interventions
+            trace.shielded[i] = bool(notes)
+            trace.interventions.extend(notes)
+        if decision_log is not None:
+            decision_log.write(decision_record(times[i], home.timezone, controller.name, state.soc_pct, proposed,
+                                               decision, list(notes), inputs_digest(state, forecasts)))
         r = simulate_interval(e, int(decision.mode), decision.power_kw, pv_kw[i], load[i], import_price[i],
                               export_price[i], dt, battery, grid, decision.curtail_pv)
         e = float(r.energy_kwh)
@@ -266,12 +274,14 @@ def evaluate(
     policy_path: str | None = None,
     progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
     shield: bool = True,
+    decision_log: Any | None = None,
 ) -> Evaluation:
     """Run each named controller over ``scenario`` for ``inst`` and score it.
 
     Controllers other than ``oracle`` see the forecasts of :class:`dwars.env.forecast.Forecaster` (seeded by
     ``seed``); ``oracle`` plans on the actuals. With ``shield`` (default) every controller but ``oracle``
     (the physical limit) and ``none`` (no battery) runs through :class:`dwars.policy.shield.Shield`.
+    ``decision_log`` (a :class:`~dwars.policy.decision_log.DecisionLog`) receives every decision.
     """
     from dwars.env.forecast import Forecaster
     from dwars.policy.registry import make_controller
@@ -291,7 +301,7 @@ def evaluate(
         progress = progress_factory(name, len(scenario.frame)) if progress_factory else None
         guard = Shield(home) if shield and name not in ("oracle", "none") else None
         trace = run_controller(controller, scenario, home, forecaster, pv, import_price, export_price,
-                               shield=guard, progress=progress)
+                               shield=guard, progress=progress, decision_log=decision_log)
         traces[name] = trace
         # `none` keeps the battery idle (HOLD): it is the home without a battery, so its goals do not apply.
         results[name] = score(trace, scenario, home, pv, import_price, [] if name == "none" else goals)

@@ -271,10 +271,11 @@ class Shield:
         curtail = ctx.stale is None and ctx.export_now < 0
         if not broken:
             applied = replace(proposed, curtail_pv=True) if curtail and not proposed.curtail_pv else proposed
-            notes = []
-            if applied is not proposed and ctx.pv_expected_kw > ctx.load_expected_kw:
-                notes.append(self._intervention(ctx, "negative_price", proposed, applied))
-            return ShieldResult(proposed, applied, tuple(notes))
+            if applied is proposed or ctx.pv_expected_kw <= ctx.load_expected_kw:
+                return ShieldResult(proposed, applied)
+            note = self._intervention(ctx, "negative_price", proposed, applied)
+            applied = replace(applied, reason=f"{proposed.reason}; shield: {note.reason_en}".lstrip("; "))
+            return ShieldResult(proposed, applied, (replace(note, applied=applied),))
         mode, power = proposed.mode, proposed.power_kw
         rules: list[str] = []
         if ctx.stale is not None:
@@ -356,7 +357,8 @@ class Shield:
         elif rule == "negative_price":
             numbers["export_price"] = round(ctx.export_now, 5)
             en = f"no export at a negative export price ({ctx.export_now:.3f} EUR/kWh): solar export curtailed"
-            nl = f"niet terugleveren bij een negatieve prijs (€ {ctx.export_now:.3f}/kWh): zonnestroom-export beperkt"
+            nl = (f"niet terugleveren bij een negatieve prijs (€ {ctx.export_now:.3f}/kWh): "
+                  "zonnestroom-export beperkt").replace(".", ",")
         elif rule == "spread":
             spread = self.home.spread_eur_per_kwh
             if proposed.mode == Mode.EXPORT:
@@ -366,10 +368,13 @@ class Shield:
                 diff = None if ctx.later_value is None else ctx.later_value - ctx.import_now
                 numbers.update(import_price=round(ctx.import_now, 5), later_value=ctx.later_value, spread=spread)
             numbers["difference"] = None if diff is None else round(diff, 5)
-            shown = "unknown" if diff is None else f"{diff:.3f}"
-            en = f"no trade: price difference {shown} EUR/kWh is below the spread {spread:.3f}"
-            nl = f"geen handel: prijsverschil € {shown.replace('.', ',')}/kWh is kleiner dan de spread " \
-                 f"€ {spread:.3f}".replace(".", ",")
+            if diff is None:
+                en = "no trade: no later price known yet to trade against"
+                nl = "geen handel: nog geen latere prijs bekend om tegen te handelen"
+            else:
+                en = f"no trade: price difference {diff:.3f} EUR/kWh is below the spread {spread:.3f}"
+                nl = (f"geen handel: prijsverschil € {diff:.3f}/kWh is kleiner dan de spread "
+                      f"€ {spread:.3f}").replace(".", ",")
         else:  # reserve / endpoint / night_end
             numbers.update(required_kwh=round(ctx.required_kwh, 4), reserve_kwh=b.reserve_kwh)
             d = ctx.required_deadline
