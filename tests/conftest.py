@@ -39,3 +39,9 @@ def week_15(home_inst: Installation) -> Scenario:
 def june_15(home_inst: Installation) -> Scenario:
     """Four sunny days in June 2024 at 15 minutes (negative prices at midday)."""
     return _scenario(home_inst, "2024-06-08", "2024-06-12", 15)
+
+
+@pytest.fixture(scope="session")
+def december_60(home_inst: Installation) -> Scenario:
+    """A dark, expensive week of December 2024, hourly (price peaks above 0.8 EUR/kWh)."""
+    return _scenario(home_inst, "2024-12-09", "2024-12-16", 60)

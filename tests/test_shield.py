@@ -232,7 +232,7 @@ def random_installation(draw: st.DrawFn) -> Installation:
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(data=st.data())
-@pytest.mark.parametrize("scenario_name", ["week_60", "june_15"])
+@pytest.mark.parametrize("scenario_name", ["week_60", "june_15", "december_60"])
 def test_random_controller_through_the_shield_never_breaks_a_goal(scenario_name: str, data: st.DataObject,
                                                                    request: pytest.FixtureRequest) -> None:
     scn: Scenario = request.getfixturevalue(scenario_name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from dwars.env.battery import ArrayLike, Battery, site_flows
 from dwars.env.modes import Mode
@@ -42,6 +43,16 @@ class IntervalResult:
     def cost_eur(self) -> ArrayLike:
         """Energy cost plus wear."""
         return self.energy_cost_eur + self.wear_eur
+
+
+def terminal_value_eur_per_kwh(times: pd.DatetimeIndex, minutes: int, import_price_eur_per_kwh: ArrayLike) -> float:
+    """v in EUR/kWh, the value of energy left at the end: the mean import price of the last 24 hours.
+
+    ``times`` are the interval starts of the period (a scenario or an episode); all of it when shorter.
+    """
+    end = times[-1] + pd.Timedelta(minutes=minutes)
+    last = np.asarray(times >= end - pd.Timedelta(hours=24))
+    return float(np.mean(np.asarray(import_price_eur_per_kwh)[last]))
 
 
 def battery_request_kw(mode: ArrayLike, power_kw: ArrayLike, pv_kw: ArrayLike, load_kw: ArrayLike) -> ArrayLike:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from dwars.config import Installation
 from dwars.data.scenario import Scenario
-from dwars.env.dispatch import simulate_interval
+from dwars.env.dispatch import simulate_interval, terminal_value_eur_per_kwh
 from dwars.env.goals import deadlines
 from dwars.env.modes import ACTION_FRACTION, ACTION_MODES, N_ACTIONS, Mode
 from dwars.env.observation import N_OBS, OBS_VERSION, features, home_features, with_soc
@@ -240,6 +240,14 @@ class HomeEnergyEnv(gym.Env):
         return self._observation(), {"time": index[self._i], "soc_pct": self._soc_pct()}
 
     # -- stepping ----------------------------------------------------------------------------------------
+    def _terminal_reward(self) -> float:
+        """Value of the energy gained over the episode, so that the return is minus the objective."""
+        data = self.data
+        assert data is not None
+        window = slice(self._start, self._end)
+        v = terminal_value_eur_per_kwh(data.scenario.index[window], data.minutes, data.import_price[window])
+        return v * (self._energy - self._energy0)
+
     def _soc_pct(self) -> float:
         assert self.data is not None
         return 100.0 * self._energy / self.data.home.battery.capacity_kwh
@@ -282,10 +290,7 @@ class HomeEnergyEnv(gym.Env):
         self._i += 1
         truncated = self._i >= self._end
         if truncated:
-            last = data.scenario.index[self._start:self._end]
-            tail = last >= last[-1] - pd.Timedelta(hours=24) + pd.Timedelta(minutes=data.minutes)
-            v = float(np.mean(data.import_price[self._start:self._end][tail]))
-            reward += v * (self._energy - self._energy0)
+            reward += self._terminal_reward()
         info = {
             "time": data.scenario.index[i],
             "energy_cost_eur": float(r.energy_cost_eur),

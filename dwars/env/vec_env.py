@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from dwars.config import Installation
 from dwars.data.scenario import Scenario
@@ -48,14 +47,11 @@ class HomeEnergyVecEnv:
         cache_size: int = 8,
         seed: int = 0,
     ) -> None:
-        first = HomeEnergyEnv(scenarios, installations, episode_days, randomize, forecast_options, forecast_seed,
-                              auto_curtail, cache_size)
-        self.envs = [first]
-        for _ in range(n_envs - 1):
-            env = HomeEnergyEnv(scenarios, installations, episode_days, randomize, forecast_options, forecast_seed,
-                                auto_curtail, cache_size)
+        self.envs = [HomeEnergyEnv(scenarios, installations, episode_days, randomize, forecast_options,
+                                   forecast_seed, auto_curtail, cache_size) for _ in range(n_envs)]
+        first = self.envs[0]
+        for env in self.envs[1:]:
             env._cache = first._cache  # one precomputation per (scenario, installation) for all slots
-            self.envs.append(env)
         self.num_envs = n_envs
         self.observation_space = first.observation_space
         self.action_space = first.action_space
@@ -114,10 +110,7 @@ class HomeEnergyVecEnv:
             env._i += 1
             info: dict[str, Any] = {}
             if env._i >= env._end:
-                times = d.scenario.index[env._start:env._end]
-                tail = times >= times[-1] + pd.Timedelta(minutes=d.minutes) - pd.Timedelta(hours=24)
-                v = float(np.mean(d.import_price[env._start:env._end][tail]))
-                rewards[k] += v * (env._energy - env._energy0)
+                rewards[k] += env._terminal_reward()
                 dones[k] = True
                 info["terminal_observation"] = env._observation()
                 info["TimeLimit.truncated"] = True

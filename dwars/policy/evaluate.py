@@ -26,7 +26,7 @@ import pandas as pd
 
 from dwars.config import Installation
 from dwars.data.scenario import Scenario
-from dwars.env.dispatch import simulate_interval
+from dwars.env.dispatch import simulate_interval, terminal_value_eur_per_kwh
 from dwars.env.goals import Deadline, deadlines
 from dwars.env.modes import Mode
 from dwars.policy.base import Controller, Home, State
@@ -154,12 +154,6 @@ def run_controller(
     return trace
 
 
-def terminal_energy_value(scenario: Scenario, import_price: np.ndarray) -> float:
-    """v in EUR/kWh: the mean import price of the scenario's last 24 hours."""
-    last = scenario.index >= scenario.end - pd.Timedelta(hours=24)
-    return float(np.mean(import_price[last]))
-
-
 def reachable_max_energy(
     energy_start_kwh: float, pv_kw: np.ndarray, load_kw: np.ndarray, home: Home, dt_h: float
 ) -> np.ndarray:
@@ -204,7 +198,7 @@ def score(trace: Trace, scenario: Scenario, home: Home, pv_kw: np.ndarray, impor
           goals: Sequence[Deadline]) -> dict[str, Any]:
     """The contract's figures for one trace."""
     dt = trace.dt_h
-    v = terminal_energy_value(scenario, import_price)
+    v = terminal_value_eur_per_kwh(scenario.index, scenario.minutes, import_price)
     energy_cost = float(trace.energy_cost_eur.sum())
     wear = float(trace.wear_eur.sum())
     final_value = v * (float(trace.energy_kwh[-1]) - trace.energy0_kwh)

@@ -20,16 +20,11 @@ import numpy as np
 import pandas as pd
 
 from dwars.data.scenario import Scenario
+from dwars.env.dispatch import terminal_value_eur_per_kwh
 from dwars.env.goals import Deadline, deadlines
 from dwars.env.modes import Decision, Mode
 from dwars.policy.base import Controller, Forecasts, Home, State
 from dwars.policy.lp import POWER_TOL_KW, Schedule, solve_dispatch
-
-
-def terminal_value_eur_per_kwh(scenario: Scenario, import_price: np.ndarray) -> float:
-    """v: the mean import price (EUR/kWh) of the scenario's last 24 hours (all of it when shorter)."""
-    last = scenario.index >= scenario.end - pd.Timedelta(hours=24)
-    return float(np.mean(np.asarray(import_price)[last]))
 
 
 @dataclass(frozen=True)
@@ -70,7 +65,7 @@ def oracle_problem(home: Home, scenario: Scenario, pv_kw: np.ndarray | pd.Series
             steps.append((k, cap * d.soc_pct / 100.0))
     e0 = inst.battery.initial_energy_kwh if energy0_kwh is None else float(energy0_kwh)
     return OracleProblem(scenario.index, scenario.minutes, e0, pv, scenario.frame["load_kw"].to_numpy(dtype=float),
-                         pi, pe, goals, steps, terminal_value_eur_per_kwh(scenario, pi))
+                         pi, pe, goals, steps, terminal_value_eur_per_kwh(scenario.index, scenario.minutes, pi))
 
 
 def solve_problem(home: Home, problem: OracleProblem, time_limit_s: float | None = None) -> Schedule:
