@@ -16,8 +16,9 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[runtime,plot]'
 	touch $@
 
+# The suite covers training too, so it installs the train extra (torch==2.13.0, the CPU wheel on disk).
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
 	touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime

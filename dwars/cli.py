@@ -387,6 +387,49 @@ def cmd_log_shield(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from dwars.training.train import default_hyperparameters, train
+    except ImportError as err:
+        raise DwarsError(f"training needs the train extra: pip install 'dwars[train]' ({err})") from None
+    import tomllib
+
+    from dwars.config import load_config
+    from dwars.training.data import year_scenarios
+    from dwars.training.randomize import installation_pool
+
+    hyper = default_hyperparameters()
+    if args.hyper:
+        hyper = tomllib.loads(Path(args.hyper).read_text(encoding="utf-8"))
+    data_h, rand_h = hyper["data"], hyper["randomize"]
+    base = load_config(_path(args.config))
+    with console.status("building training scenarios from real data ..."):
+        scenarios = year_scenarios(base, args.data_dir or data_h["data_dir"], list(data_h["train_years"]),
+                                   int(data_h["minutes"]), list(data_h["annual_load_kwh"]))
+    homes = [base, *installation_pool(int(rand_h["pool_size"]), int(rand_h["seed"]))]
+    console.print(f"training on {len(scenarios)} scenarios x {len(homes)} installations")
+    result = train(scenarios, homes, args.out, hyper, total_timesteps=args.steps, resume=args.resume,
+                   progress_bar=not args.no_progress)
+    table = Table(title=f"training run in {result.folder}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    f = result.figures
+    table.add_row("pairs (scenario x installation)", str(f["pairs"]))
+    table.add_row("precompute", f"{f['precompute_s']:.1f} s")
+    if "bc" in f:
+        table.add_row("behaviour cloning", f"{f['bc']['samples']} samples, loss {f['bc']['loss_per_epoch'][0]:.3f} "
+                      f"-> {f['bc']['loss_per_epoch'][-1]:.3f}, {f['bc']['wall_s']:.1f} s")
+    if "ppo" in f:
+        table.add_row("PPO", f"{f['ppo']['timesteps']} steps, {f['ppo']['steps_per_s']:.0f} steps/s, "
+                      f"{f['ppo']['wall_s']:.1f} s")
+    table.add_row("wall time", f"{f['wall_s']:.1f} s")
+    console.print(table)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- parser
 
 
@@ -472,6 +515,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-shield", action="store_true",
                     help="run controllers without the safety shield (by default all but oracle and none go through it)")
     ev.set_defaults(func=cmd_evaluate)
+
+    tr = sub.add_parser(
+        "train", help="train the policy (behaviour cloning from the oracle, then MaskablePPO)",
+        description="Train on real 2022-2023 data from --data-dir with the hyper-parameters of "
+                    "dwars/training/ppo.toml (or --hyper); needs pip install 'dwars[train]'.",
+        epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "examples" / "home.toml"),
+                    help="a home that is always in the training pool (default examples/home.toml)")
+    tr.add_argument("--hyper", metavar="FILE.toml", help="hyper-parameters (default: dwars/training/ppo.toml)")
+    tr.add_argument("--data-dir", help="folder with prices_nl_hourly/ and knmi_debilt/ (default from the file)")
+    tr.add_argument("--out", default="runs/policy", help="run folder (default %(default)s)")
+    tr.add_argument("--steps", type=int, help="PPO time steps (default from the file)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
 
     pv = sub.add_parser("pv", help="PV model tools")
     pv_sub = pv.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -1,0 +1,223 @@
+"""Offline training of the policy: behaviour cloning from the oracle, then MaskablePPO with the shield's masks.
+
+``dwars train`` runs :func:`train` with the hyper-parameters of ``dwars/training/ppo.toml``. Everything a
+run produces goes into one folder: ``model.zip`` (sb3), ``obs_stats.npz`` (the fixed observation
+normalisation), ``checkpoints/``, ``train.json`` (stages, figures, wall time, steps/s) and, when the
+``tensorboard`` package is installed, TensorBoard logs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.callbacks import CheckpointCallback
+
+from dwars.config import Installation
+from dwars.data.scenario import Scenario
+from dwars.env.home_env import EpisodeData
+from dwars.env.modes import Decision, decision_to_action
+from dwars.env.observation import with_soc
+from dwars.env.vec_env import HomeEnergyVecEnv
+from dwars.training.sb3_env import Sb3HomeVecEnv
+
+
+def default_hyperparameters() -> dict[str, Any]:
+    """The recipe in ``dwars/training/ppo.toml``."""
+    return tomllib.loads((resources.files("dwars.training") / "ppo.toml").read_text(encoding="utf-8"))
+
+
+@dataclass
+class ObsStats:
+    """Fixed observation normalisation, estimated once from the training data and exported with the model."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    clip: float = 10.0
+
+    def normalise(self, obs: np.ndarray) -> np.ndarray:
+        return np.clip((obs - self.mean) / np.sqrt(self.var + 1e-8), -self.clip, self.clip).astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, mean=self.mean, var=self.var, clip=self.clip)
+
+    @classmethod
+    def load(cls, path: Path) -> ObsStats:
+        data = np.load(path)
+        return cls(data["mean"], data["var"], float(data["clip"]))
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray) -> ObsStats:
+        # The SoC column is filled per step; give it the spread of a uniform SoC instead of the zeros in the rows.
+        mean, var = rows.mean(axis=0), rows.var(axis=0)
+        mean[0], var[0] = 0.5, 1.0 / 12.0
+        return cls(mean.astype(np.float32), np.maximum(var, 1e-6).astype(np.float32))
+
+
+class NormalisedVecEnv(Sb3HomeVecEnv):
+    """The SB3 adapter with the fixed observation normalisation applied."""
+
+    def __init__(self, vec: HomeEnergyVecEnv, stats: ObsStats) -> None:
+        self.stats = stats
+        super().__init__(vec)
+
+    def reset(self) -> np.ndarray:
+        return self.stats.normalise(super().reset())
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        obs, rewards, dones, infos = super().step_wait()
+        for info in infos:
+            if "terminal_observation" in info:
+                info["terminal_observation"] = self.stats.normalise(info["terminal_observation"])
+        return self.stats.normalise(obs), rewards, dones, infos
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    model: MaskablePPO
+    stats: ObsStats
+    folder: Path
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def oracle_demonstrations(data: EpisodeData, scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
+    """(observations, actions) of the perfect-foresight oracle over a whole scenario, for behaviour cloning.
+
+    The observations carry the forecasts a real controller would see and the oracle's own SoC trajectory.
+    """
+    from dwars.policy.oracle import OracleController, plan_decision
+
+    oracle = OracleController(data.home, scenario, pv_kw=data.pv_kw)
+    schedule = oracle.schedule
+    b = data.home.battery
+    start = np.concatenate([[data.home.installation.battery.initial_energy_kwh], schedule.energy_kwh[:-1]])
+    obs = data.obs.copy()
+    for i in range(len(obs)):
+        with_soc(obs[i], start[i] / b.capacity_kwh)
+    actions = np.array([decision_to_action(Decision(*plan_decision(schedule, k)[:2]), b.max_charge_kw,
+                                           b.max_discharge_kw) for k in range(len(obs))])
+    # Where the plan does what self-consumption would do anyway, label it MSC: the inverter then follows the
+    # house within the interval, which a fixed setpoint cannot.
+    follow = np.clip(data.pv_kw - data.load_kw, -b.max_discharge_kw, b.max_charge_kw)
+    planned = schedule.charge_kw - schedule.discharge_kw
+    actions[np.abs(planned - follow) <= 0.05 * max(b.max_charge_kw, b.max_discharge_kw)] = 0
+    return obs, actions
+
+
+def behaviour_cloning(model: MaskablePPO, obs: np.ndarray, actions: np.ndarray, epochs: int, batch_size: int,
+                      learning_rate: float, seed: int) -> list[float]:
+    """Fit the policy's action head to demonstrations by cross-entropy; returns the loss per epoch."""
+    policy = model.policy
+    optimiser = torch.optim.Adam(policy.parameters(), lr=learning_rate)
+    rng = np.random.default_rng(seed)
+    x = torch.as_tensor(obs, dtype=torch.float32)
+    y = torch.as_tensor(actions, dtype=torch.long)
+    losses = []
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        total = 0.0
+        for lo in range(0, len(x), batch_size):
+            idx = order[lo:lo + batch_size]
+            logits = policy.get_distribution(x[idx]).distribution.logits
+            loss = torch.nn.functional.cross_entropy(logits, y[idx])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(idx)
+        losses.append(total / len(x))
+    return losses
+
+
+def train(
+    scenarios: list[Scenario],
+    installations: list[Installation],
+    folder: str | Path,
+    hyper: dict[str, Any] | None = None,
+    total_timesteps: int | None = None,
+    resume: bool = False,
+    progress_bar: bool = False,
+) -> TrainResult:
+    """Train a policy for ``installations`` on ``scenarios`` and save everything in ``folder``.
+
+    Stages: (1) precompute episode tables for every (scenario, installation) pair, (2) estimate the fixed
+    observation normalisation, (3) behaviour cloning from the oracle (``[bc] enabled``), (4) MaskablePPO
+    with the shield's action masks for ``total_timesteps``. With ``resume`` the model in ``folder`` is
+    loaded and PPO continues.
+    """
+    hyper = hyper or default_hyperparameters()
+    env_h, ppo_h, bc_h, train_h = hyper["env"], hyper["ppo"], hyper["bc"], hyper["train"]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    seed = int(train_h["seed"])
+    steps = int(total_timesteps if total_timesteps is not None else train_h["total_timesteps"])
+    figures: dict[str, Any] = {"pairs": len(scenarios) * len(installations), "seed": seed}
+    t0 = time.perf_counter()
+    vec = HomeEnergyVecEnv(scenarios, installations, n_envs=int(env_h["n_envs"]),
+                           episode_days=int(env_h["episode_days"]), forecast_seed=int(env_h["forecast_seed"]),
+                           cache_size=len(scenarios) * len(installations), seed=seed)
+    cache = vec.envs[0]._cache
+    for s, scn in enumerate(scenarios):
+        for inst in installations:
+            key = (s, inst)
+            if key not in cache:
+                cache[key] = EpisodeData(scn, inst, int(env_h["forecast_seed"]), {})
+    figures["precompute_s"] = time.perf_counter() - t0
+    stats_path = folder / "obs_stats.npz"
+    if resume and stats_path.exists():
+        stats = ObsStats.load(stats_path)
+    else:
+        stats = ObsStats.from_rows(np.concatenate([d.obs for d in cache.values()]))
+        stats.save(stats_path)
+    venv = NormalisedVecEnv(vec, stats)
+    arch = list(ppo_h["net_arch"])
+    model_path = folder / "model.zip"
+    if resume and model_path.exists():
+        model = MaskablePPO.load(model_path, env=venv, device="cpu")
+    else:
+        model = MaskablePPO(
+            "MlpPolicy", venv, learning_rate=float(ppo_h["learning_rate"]), n_steps=int(ppo_h["n_steps"]),
+            batch_size=int(ppo_h["batch_size"]), n_epochs=int(ppo_h["n_epochs"]), gamma=float(ppo_h["gamma"]),
+            gae_lambda=float(ppo_h["gae_lambda"]), clip_range=float(ppo_h["clip_range"]),
+            ent_coef=float(ppo_h["ent_coef"]), vf_coef=float(ppo_h["vf_coef"]), seed=seed, device="cpu",
+            policy_kwargs={"net_arch": {"pi": arch, "vf": arch}}, tensorboard_log=_tensorboard_dir(folder),
+            verbose=0,
+        )
+        if bc_h.get("enabled", True):
+            t1 = time.perf_counter()
+            demos = [oracle_demonstrations(d, d.scenario) for d in cache.values()]
+            obs = stats.normalise(np.concatenate([o for o, _ in demos]))
+            actions = np.concatenate([a for _, a in demos])
+            losses = behaviour_cloning(model, obs, actions, int(bc_h["epochs"]), int(bc_h["batch_size"]),
+                                       float(bc_h["learning_rate"]), seed)
+            figures["bc"] = {"samples": len(actions), "loss_per_epoch": losses, "wall_s": time.perf_counter() - t1}
+            model.save(folder / "model_bc.zip")
+    if steps > 0:
+        t2 = time.perf_counter()
+        every = max(int(train_h["checkpoint_every"]) // venv.num_envs, 1)
+        callback = CheckpointCallback(every, str(folder / "checkpoints"), name_prefix="ppo")
+        model.learn(total_timesteps=steps, callback=callback, progress_bar=progress_bar,
+                    reset_num_timesteps=not resume)
+        wall = time.perf_counter() - t2
+        figures["ppo"] = {"timesteps": steps, "wall_s": wall, "steps_per_s": steps / wall}
+    model.save(model_path)
+    figures["wall_s"] = time.perf_counter() - t0
+    (folder / "train.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return TrainResult(model, stats, folder, figures)
+
+
+def _tensorboard_dir(folder: Path) -> str | None:
+    try:
+        import tensorboard  # noqa: F401 - only to know whether SB3 can log there
+    except ImportError:
+        return None
+    return str(folder / "tensorboard")
