@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import io
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,10 @@ def export_policy(model: Any, path: str | Path, obs_mean: np.ndarray | None = No
         raise ValueError(f"metadata keys {clash} are written by export_policy itself")
     actor = OnnxActor(model, obs_mean, obs_var, clip_obs, epsilon)
     buffer = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch >= 2.9 warns that the TorchScript exporter is legacy; it is the one that needs no onnxscript.
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", message="The feature will be removed")
         torch.onnx.export(actor, (torch.zeros(1, N_OBS),), buffer, input_names=["obs"], output_names=["logits"],
                           dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
                           do_constant_folding=True, dynamo=False)
