@@ -430,6 +430,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from sb3_contrib import MaskablePPO
+
+        from dwars.training.export import export_policy, parity
+        from dwars.training.train import ObsStats
+    except ImportError as err:
+        raise DwarsError(f"export needs the train extra: pip install 'dwars[train]' ({err})") from None
+    import numpy as np
+
+    run = Path(args.run)
+    model_path = run / args.model
+    if not model_path.exists():
+        raise DwarsError(f"{model_path}: no trained model (run dwars train --out {run} first)")
+    model = MaskablePPO.load(model_path, device="cpu")
+    stats = ObsStats.load(run / "obs_stats.npz")
+    figures = json.loads((run / "train.json").read_text(encoding="utf-8")) if (run / "train.json").exists() else {}
+    meta = {"model": args.model, "training": json.dumps(figures.get("ppo", {})), "seed": str(figures.get("seed", ""))}
+    out = export_policy(model, args.out, obs_mean=stats.mean, obs_var=stats.var, clip_obs=stats.clip, metadata=meta)
+    rng = np.random.default_rng(0)
+    sample = stats.mean + np.sqrt(stats.var) * rng.standard_normal((10_000, len(stats.mean))).astype(np.float32)
+    check = parity(model, out, sample.astype(np.float32), obs_mean=stats.mean, obs_var=stats.var,
+                   clip_obs=stats.clip)
+    console.print(f"wrote [bold]{out}[/bold]: max |logit difference| torch vs onnxruntime "
+                  f"{check['max_abs_logit_diff']:.1e} over {check['n']} observations, same action "
+                  f"{check['action_agreement']:.2%}")
+    if check["max_abs_logit_diff"] >= 1e-5 or check["action_agreement"] < 1.0:
+        raise DwarsError("export parity failed: the ONNX model does not reproduce the trained policy")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- parser
 
 
@@ -530,6 +561,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue the run in --out")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
+
+    xp = sub.add_parser("export", help="export a trained policy to ONNX (normalisation inside) and check parity",
+                        epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    xp.add_argument("--run", default="runs/policy", help="run folder of dwars train (default %(default)s)")
+    xp.add_argument("--model", default="model.zip", help="model file in the run folder (default %(default)s)")
+    xp.add_argument("--out", default="dwars/policy/models/default.onnx", help="ONNX file (default %(default)s)")
+    xp.set_defaults(func=cmd_export)
 
     pv = sub.add_parser("pv", help="PV model tools")
     pv_sub = pv.add_subparsers(dest="action", required=True, metavar="ACTION")

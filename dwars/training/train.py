@@ -90,10 +90,12 @@ class TrainResult:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def oracle_demonstrations(data: EpisodeData, scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
+def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: bool = True
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """(observations, actions) of the perfect-foresight oracle over a whole scenario, for behaviour cloning.
 
     The observations carry the forecasts a real controller would see and the oracle's own SoC trajectory.
+    With ``shield_labels`` an action the shield would refuse is replaced by the closest allowed one.
     """
     from dwars.policy.oracle import OracleController, plan_decision
 
@@ -111,7 +113,33 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario) -> tuple[np.nda
     follow = np.clip(data.pv_kw - data.load_kw, -b.max_discharge_kw, b.max_charge_kw)
     planned = schedule.charge_kw - schedule.discharge_kw
     actions[np.abs(planned - follow) <= 0.05 * max(b.max_charge_kw, b.max_discharge_kw)] = 0
+    if shield_labels:
+        actions = _shield_consistent(data, start, actions, planned)
     return obs, actions
+
+
+def _shield_consistent(data: EpisodeData, energy: np.ndarray, actions: np.ndarray, planned: np.ndarray) -> np.ndarray:
+    """Replace oracle actions the shield would refuse by the allowed action closest in battery power.
+
+    The oracle knows the future and ignores the spread rule; the policy acts through the shield, so it should
+    learn what the shield lets through rather than proposals that get overruled.
+    """
+    from dwars.env.modes import ACTION_FRACTION, ACTION_MODES, Mode
+    from dwars.policy.base import State
+
+    b = data.home.battery
+    power = np.where(ACTION_MODES == Mode.IMPORT, ACTION_FRACTION * b.max_charge_kw,
+                     np.where(ACTION_MODES == Mode.EXPORT, -ACTION_FRACTION * b.max_discharge_kw, 0.0))
+    out = actions.copy()
+    for i, a in enumerate(actions):
+        state = State(data.scenario.index[i], data.minutes, float(energy[i]), 100 * energy[i] / b.capacity_kwh)
+        allowed = data.shield.mask(state, data.forecaster.at(i))
+        if not allowed[a]:
+            follow = data.pv_kw[i] - data.load_kw[i]
+            candidates = np.where(ACTION_MODES == Mode.MSC, follow, power)
+            cost = np.where(allowed, np.abs(candidates - planned[i]), np.inf)
+            out[i] = int(np.argmin(cost))
+    return out
 
 
 def behaviour_cloning(model: MaskablePPO, obs: np.ndarray, actions: np.ndarray, epochs: int, batch_size: int,
@@ -194,7 +222,8 @@ def train(
         )
         if bc_h.get("enabled", True):
             t1 = time.perf_counter()
-            demos = [oracle_demonstrations(d, d.scenario) for d in cache.values()]
+            demos = [oracle_demonstrations(d, d.scenario, bool(bc_h.get("shield_labels", True)))
+                     for d in cache.values()]
             obs = stats.normalise(np.concatenate([o for o, _ in demos]))
             actions = np.concatenate([a for _, a in demos])
             losses = behaviour_cloning(model, obs, actions, int(bc_h["epochs"]), int(bc_h["batch_size"]),
