@@ -85,3 +85,14 @@ def test_other_observation_size_is_refused(tmp_path: Path, home: Home) -> None:
                          n_obs=N_OBS + 4)
     with pytest.raises(PolicyError, match=f"expects {N_OBS + 4} observation values"):
         OnnxPolicyController(home, policy_path=path)
+
+
+def test_the_shipped_policy_loads_and_decides(home: Home, week_60: Scenario) -> None:
+    from dwars.policy.rl import DEFAULT_POLICY
+
+    assert DEFAULT_POLICY.exists() and DEFAULT_POLICY.with_suffix(".md").exists()  # the model and its card
+    controller = OnnxPolicyController(home)
+    forecaster = Forecaster(week_60, home)
+    decisions = {controller.decide(State(week_60.index[i], 60, e, 10 * e), forecaster.at(i)).mode
+                 for i in range(0, 160, 7) for e in (2.5, 6.0, 9.5)}
+    assert len(decisions) >= 2  # it reacts to the situation
