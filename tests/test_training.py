@@ -53,3 +53,26 @@ def test_resume_continues_the_run(tmp_path: Path, june_15: Scenario, home_inst: 
     again = train([scn], [home_inst], tmp_path / "run", hyper, total_timesteps=256, resume=True)
     assert again.model.num_timesteps >= first.model.num_timesteps + 256
     np.testing.assert_array_equal(again.stats.mean, first.stats.mean)
+
+
+def test_dagger_labels_the_policys_own_states(tmp_path: Path, june_15: Scenario, home_inst: Installation) -> None:
+    scn = june_15.to_resolution(60)
+    hyper = small_hyper()
+    hyper["bc"]["epochs"] = 2
+    hyper["dagger"].update(iterations=1, states=120, epochs=1)
+    result = train([scn], [home_inst], tmp_path / "run", hyper, total_timesteps=0)
+    rounds = result.figures["dagger"]["rounds"]
+    assert len(rounds) == 1 and rounds[0]["states"] == 120
+    assert (tmp_path / "run" / "model_dagger.zip").exists()
+
+
+def test_expert_charges_when_the_endpoint_demands_it(june_15: Scenario, home_inst: Installation) -> None:
+    from dwars.env.home_env import EpisodeData
+    from dwars.env.modes import ACTIONS, Mode
+    from dwars.training.dagger import Expert
+
+    scn = june_15.to_resolution(60)
+    expert = Expert(EpisodeData(scn, home_inst, 0, {}))
+    i = int(np.flatnonzero(scn.index.tz_convert("Europe/Amsterdam").hour == 15)[0])  # 15:00, endpoint 17:00 at 90 %
+    mode, _ = ACTIONS[expert.action(i, home_inst.battery.reserve_kwh)]
+    assert mode == Mode.IMPORT  # from the reserve, only charging now keeps the 90 % endpoint reachable

@@ -230,6 +230,11 @@ def train(
                                        float(bc_h["learning_rate"]), seed)
             figures["bc"] = {"samples": len(actions), "loss_per_epoch": losses, "wall_s": time.perf_counter() - t1}
             model.save(folder / "model_bc.zip")
+            dagger_h = hyper.get("dagger", {})
+            if int(dagger_h.get("iterations", 0)) > 0:
+                figures["dagger"] = _dagger(model, stats, scenarios, installations, cache, obs, actions, dagger_h,
+                                            int(env_h["episode_days"]), bc_h, seed)
+                model.save(folder / "model_dagger.zip")
     if steps > 0:
         t2 = time.perf_counter()
         every = max(int(train_h["checkpoint_every"]) // venv.num_envs, 1)
@@ -242,6 +247,29 @@ def train(
     figures["wall_s"] = time.perf_counter() - t0
     (folder / "train.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return TrainResult(model, stats, folder, figures)
+
+
+def _dagger(model: MaskablePPO, stats: ObsStats, scenarios: list[Scenario], installations: list[Installation],
+            cache: Any, obs: np.ndarray, actions: np.ndarray, dagger_h: dict[str, Any], episode_days: int,
+            bc_h: dict[str, Any], seed: int) -> dict[str, Any]:
+    """DAgger rounds after behaviour cloning (see :mod:`dwars.training.dagger`); returns what each added."""
+    from dwars.env.home_env import HomeEnergyEnv
+    from dwars.training.dagger import dagger_round
+
+    env = HomeEnergyEnv(scenarios, installations, episode_days=episode_days, cache_size=len(cache))
+    env._cache = cache
+    rng = np.random.default_rng(seed + 1)
+    experts: dict[int, Any] = {}
+    rounds = []
+    for _ in range(int(dagger_h["iterations"])):
+        t0 = time.perf_counter()
+        new_obs, new_actions = dagger_round(model, stats.normalise, env, experts, int(dagger_h["states"]), rng)
+        obs = np.concatenate([obs, stats.normalise(new_obs)])
+        actions = np.concatenate([actions, new_actions])
+        losses = behaviour_cloning(model, obs, actions, int(dagger_h["epochs"]), int(bc_h["batch_size"]),
+                                   float(dagger_h["learning_rate"]), seed)
+        rounds.append({"states": len(new_actions), "loss": losses[-1], "wall_s": time.perf_counter() - t0})
+    return {"rounds": rounds}
 
 
 def _tensorboard_dir(folder: Path) -> str | None:
