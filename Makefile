@@ -37,7 +37,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check dwars tests bench
 
 bench: $(VENV)/.dev
-	$(BIN)/python bench/bench_scenario_build.py
+	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .hypothesis
