@@ -453,10 +453,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     sample = stats.mean + np.sqrt(stats.var) * rng.standard_normal((10_000, len(stats.mean))).astype(np.float32)
     check = parity(model, out, sample.astype(np.float32), obs_mean=stats.mean, obs_var=stats.var,
                    clip_obs=stats.clip)
-    console.print(f"wrote [bold]{out}[/bold]: max |logit difference| torch vs onnxruntime "
-                  f"{check['max_abs_logit_diff']:.1e} over {check['n']} observations, same action "
-                  f"{check['action_agreement']:.2%}")
-    if check["max_abs_logit_diff"] >= 1e-5 or check["action_agreement"] < 1.0:
+    console.print(f"wrote [bold]{out}[/bold]: torch vs onnxruntime over {check['n']} observations: max |logit "
+                  f"difference| {check['max_abs_logit_diff']:.1e}, same action {check['action_agreement']:.2%}")
+    # The contract is the chosen action (identical everywhere); logits of a trained net reach tens, where float32
+    # rounding alone is about 1e-5, so they must agree to 1e-4.
+    if check["action_agreement"] < 1.0 or check["max_abs_logit_diff"] >= 1e-4:
         raise DwarsError("export parity failed: the ONNX model does not reproduce the trained policy")
     return 0
 
