@@ -550,8 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser(
         "train", help="train the policy (behaviour cloning from the oracle, then MaskablePPO)",
-        description="Train on real 2022-2023 data from --data-dir with the hyper-parameters of "
-                    "dwars/training/ppo.toml (or --hyper); needs pip install 'dwars[train]'.",
+        description="Train on real prices and KNMI weather from --data-dir (years in the recipe; 2025+ refused) with "
+                    "the hyper-parameters of dwars/training/ppo.toml (or --hyper); needs pip install 'dwars[train]'.",
         epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
     tr.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "examples" / "home.toml"),
                     help="a home that is always in the training pool (default examples/home.toml)")
