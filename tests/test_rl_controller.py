@@ -96,3 +96,14 @@ def test_the_shipped_policy_loads_and_decides(home: Home, week_60: Scenario) -> 
     decisions = {controller.decide(State(week_60.index[i], 60, e, 10 * e), forecaster.at(i)).mode
                  for i in range(0, 160, 7) for e in (2.5, 6.0, 9.5)}
     assert len(decisions) >= 2  # it reacts to the situation
+
+
+def test_policy_curtails_pv_export_at_negative_prices_as_in_training(home: Home, june_15: Scenario) -> None:
+    controller = OnnxPolicyController(home)
+    forecaster = Forecaster(june_15, home)
+    negative = np.flatnonzero(forecaster.export_price < 0)
+    positive = np.flatnonzero(forecaster.export_price > 0)
+    assert len(negative) and len(positive)  # June 2024 has both
+    for i in (negative[0], positive[0]):
+        d = controller.decide(State(june_15.index[i], 15, 6.0, 60.0), forecaster.at(int(i)))
+        assert d.curtail_pv == bool(forecaster.export_price[i] < 0)

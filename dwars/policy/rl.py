@@ -8,6 +8,7 @@ the controller takes the most likely action. The model's metadata must carry ``o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -72,4 +73,9 @@ class OnnxPolicyController(Controller):
         mode, fraction = ACTIONS[action]
         b = self.home.battery
         reason = f"policy: {mode.label.lower()}" + (f" at {fraction:.0%}" if fraction else "")
-        return action_to_decision(action, b.max_charge_kw, b.max_discharge_kw, reason)
+        decision = action_to_decision(action, b.max_charge_kw, b.max_discharge_kw, reason)
+        # The policy was trained in an environment that curtails PV export at negative export prices
+        # (HomeEnergyEnv auto_curtail): ask for the same here, so its decisions play out as in training.
+        if forecasts.n_price_known and forecasts.export_price_eur_per_kwh[0] < 0:
+            decision = replace(decision, curtail_pv=True, reason=f"{reason}; no PV export at a negative price")
+        return decision
