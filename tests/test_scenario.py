@@ -165,3 +165,10 @@ def test_summary_of_a_year() -> None:
     assert 800 < s["pv_specific_yield_kwh_per_kwp"] < 1000
     assert s["load_kwh"] == pytest.approx(HOME.load.annual_kwh, rel=1e-9)
     assert s["negative_price_hours"] > 100  # the bundled 2024 prices have 428 hours below zero
+
+
+def test_load_from_an_hourly_scenario_file_on_a_15_minute_grid(tmp_path: Path, spring60: Scenario) -> None:
+    path = write_scenario(spring60, tmp_path / "hourly.csv")
+    scn = build_scenario(HOME, PRICES_2024, "2024-03-28", "2024-04-03", 15, load=path, pv="none")
+    quarters = scn.frame["load_kw"].to_numpy().reshape(-1, 4)
+    np.testing.assert_allclose(quarters, np.repeat(spring60.frame["load_kw"].to_numpy()[:, None], 4, 1), atol=1e-6)

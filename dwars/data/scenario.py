@@ -338,7 +338,7 @@ def build_scenario(
         note("prices", p)
     frame = pd.DataFrame(index=index)
     frame["price_eur_per_mwh"] = load_price_files(prices, lo, hi, minutes, fill, fills).to_numpy()
-    frame["load_kw"] = _build_load(inst, index, load, annual_load_kwh, fill, fills, note).to_numpy()
+    frame["load_kw"] = _build_load(inst, index, minutes, load, annual_load_kwh, note).to_numpy()
 
     if pv is not None and weather is not None:
         raise DataError("pv and weather: give one source of PV, measured (--pv) or modelled (--weather)")
@@ -379,8 +379,8 @@ def build_scenario(
     return Scenario(frame, minutes, meta)
 
 
-def _build_load(inst: Installation, index: pd.DatetimeIndex, load: str | Path, annual_kwh: float | None,
-                fill: FillMethod | None, fills: list[str], note: Any) -> pd.Series:
+def _build_load(inst: Installation, index: pd.DatetimeIndex, minutes: int, load: str | Path,
+                annual_kwh: float | None, note: Any) -> pd.Series:
     from dwars.env.load import measured_load_kw, profile_load_kw
 
     tz = inst.site.timezone
@@ -407,8 +407,8 @@ def _build_load(inst: Installation, index: pd.DatetimeIndex, load: str | Path, a
     if first.startswith("time") and "load_kw" in first:
         other = read_scenario(path)
         series = other.frame["load_kw"]
-        if other.minutes != index.freq.n if index.freq is not None else False:
-            series = resample(series, "power", int(pd.Timedelta(index.freq).total_seconds() // 60), other.minutes)
+        if other.minutes != minutes:
+            series = resample(series, "power", minutes, other.minutes)
         series = series[(series.index >= index[0]) & (series.index <= index[-1])]
         if len(series) != len(index):
             raise MissingDataError(f"{path}: load_kw covers {format_time(other.start)} .. {format_time(other.end)}; "

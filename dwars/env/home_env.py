@@ -83,8 +83,8 @@ class EpisodeData:
     def _next_goal(self, kind: str, horizon: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(hours until, target soc) of the next deadline of ``kind`` within the horizon of each interval."""
         goals = self.home.installation.goals
-        if (kind == "endpoint" and goals.endpoint_hour is None) or (kind == "night_end" and goals.night_end_soc_pct
-                                                                    is None):
+        enabled = {"endpoint": goals.endpoint_hour is not None, "night_end": goals.night_end_soc_pct is not None}
+        if not enabled[kind]:
             return None
         n = len(self.scenario.frame)
         step = pd.Timedelta(minutes=self.minutes)
