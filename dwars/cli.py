@@ -291,7 +291,7 @@ def _print_evaluation(results: dict[str, dict[str, Any]], title: str) -> None:
     shielded = {n: r for n, r in results.items() if r.get("shield_interventions")}
     for name, r in shielded.items():
         rules = ", ".join(f"{rule} {count}" for rule, count in sorted(r["shield_by_rule"].items()))
-        console.print(f"shield on {name}: {r['shield_interventions']} intervals changed "
+        console.print(f"shield on {name}: {r['shield_interventions']} intervals with an intervention "
                       f"({r['shield_rate']:.1%}): {rules}")
 
 

@@ -91,6 +91,49 @@ def test_export_is_cut_at_the_reserve() -> None:
     assert "reserve" in [i.rule for i in result.interventions]
 
 
+def test_discharge_the_house_uses_itself_is_no_trade() -> None:
+    # Discharging no more than the house needs sends nothing to the grid: allowed at any price, for any profile.
+    gentle = Decision(Mode.EXPORT, 0.4, "slow discharge")
+    for profile, exp in (("gemiddeld", -0.05), ("inkoop-only", 0.10), ("gemiddeld", 0.10)):
+        fc = forecasts(exp=[exp] + [0.10] * 7, imp=[0.30] * 8, load=0.5)
+        result = Shield(home(profile)).check(state(8.0), fc, gentle)
+        assert not result.changed and result.applied.power_kw == gentle.power_kw
+        too_much = Shield(home(profile)).check(state(8.0), fc, Decision(Mode.EXPORT, 0.6))
+        assert too_much.changed and too_much.applied.mode == Mode.MSC
+
+
+def sunny_tomorrow(exp_now: float, exp_sun: float, night_load_kw: float = 0.5, night_h: int = 0) -> Forecasts:
+    """Hour 0 dark (export ``exp_now``), ``night_h`` dark hours at ``night_load_kw``, then sun: 4 kW PV."""
+    n = 8
+    pv = np.array([0.0] + [0.0] * night_h + [4.0] * (n - 1 - night_h))
+    load = np.array([0.5] + [night_load_kw] * night_h + [0.5] * (n - 1 - night_h))
+    exp = np.array([exp_now] + [exp_sun] * (n - 1))
+    imp = np.full(n, 0.25)  # grid buy-back: exp_now - 0.25 never beats the spread
+    return Forecasts(pd.date_range(T0, periods=n, freq="60min"), pv, load, imp * 1000, imp, exp, ())
+
+
+def test_export_refilled_by_own_pv_uses_the_solar_spread() -> None:
+    h = home()  # spread 0.08 against grid buy-back, base margin 0.05 against own PV
+    assert h.solar_spread_eur_per_kwh == pytest.approx(0.05)
+    shield = Shield(h)
+    # Tomorrow's sun refills the battery and would spill to the grid at 0.05: 0.15 - 0.05 >= 0.05.
+    assert shield.check(state(8.0), sunny_tomorrow(0.15, 0.05), EXPORT_FULL).applied == EXPORT_FULL
+    assert shield.mask(state(8.0), sunny_tomorrow(0.15, 0.05))[9]
+    # The sun's surplus is worth 0.12: the 0.03 difference is below the base margin.
+    thin = shield.check(state(8.0), sunny_tomorrow(0.15, 0.12), EXPORT_FULL)
+    assert thin.applied.mode == Mode.MSC and thin.interventions[0].rule == "spread"
+    assert thin.interventions[0].numbers["buy_back_from"] == "pv"
+    assert thin.interventions[0].numbers["spread"] == pytest.approx(0.05)
+    # A long night drains the battery to the reserve before the sun: the energy comes back from the grid.
+    night = shield.check(state(8.0), sunny_tomorrow(0.15, 0.05, night_load_kw=1.5, night_h=4), EXPORT_FULL)
+    assert night.applied.mode == Mode.MSC and night.interventions[0].numbers["buy_back_from"] == "grid"
+    # Too little sun to fill the battery: nothing spills, so nothing refills an export.
+    cloudy = sunny_tomorrow(0.15, 0.05)
+    cloudy = Forecasts(cloudy.times, cloudy.pv_kw * 0.2, cloudy.load_kw, cloudy.epex_eur_per_mwh,
+                       cloudy.import_price_eur_per_kwh, cloudy.export_price_eur_per_kwh, ())
+    assert shield.check(state(8.0), cloudy, EXPORT_FULL).applied.mode == Mode.MSC
+
+
 def test_grid_charging_needs_a_reason() -> None:
     shield = Shield(home())
     flat = forecasts(imp=[0.25] * 8)
@@ -206,7 +249,8 @@ def test_mask_and_check_agree(case: tuple[Home, State, Forecasts]) -> None:
         ctx = shield._context(s, fc)
         assert not [r for r in shield._violations(ctx, result.applied.mode, result.applied.power_kw)
                     if r not in ("endpoint", "night_end")]
-        if result.applied.mode == Mode.EXPORT:
+        house_deficit_kw = max(fc.load_kw[0] - fc.pv_kw[0], 0.0)
+        if result.applied.mode == Mode.EXPORT and result.applied.power_kw > house_deficit_kw + 1e-9:
             assert h.exports_for_trading and fc.export_price_eur_per_kwh[0] >= 0
 
 
@@ -250,8 +294,15 @@ def test_random_controller_through_the_shield_never_breaks_a_goal(scenario_name:
     goals = deadlines(inst, scn.start, scn.end, scn.minutes)
     counts, details = count_violations(trace, scn_with_pv, h, pv, goals)
     assert counts == {"reserve": 0, "endpoint": 0, "night_end": 0}, details
-    # Never an export below the spread: every Export interval beat the cheapest known buy-back by the spread.
+    # Never a trade below the spread: every Export interval that sent battery energy to the grid beat the
+    # cheapest known grid buy-back by the spread, or the export price of a later PV surplus by the base margin.
     for i in np.flatnonzero(trace.mode == int(Mode.EXPORT)):
         fc = forecaster.at(int(i))
+        if trace.power_kw[i] <= max(fc.load_kw[0] - fc.pv_kw[0], 0.0) + 1e-9:
+            continue  # discharge (requested kW) no more than the house needed: a pace, not a trade
         assert h.exports_for_trading and exp[i] >= 0
-        assert exp[i] - fc.import_price_eur_per_kwh[1:].min() >= h.spread_eur_per_kwh - 1e-9
+        k = fc.n_price_known
+        surplus = (fc.pv_kw[1:k] > fc.load_kw[1:k])
+        pv_refill = fc.export_price_eur_per_kwh[1:k][surplus].min() if surplus.any() else np.inf
+        assert (exp[i] - fc.import_price_eur_per_kwh[1:].min() >= h.spread_eur_per_kwh - 1e-9
+                or exp[i] - pv_refill >= h.solar_spread_eur_per_kwh - 1e-9)

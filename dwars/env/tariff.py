@@ -11,7 +11,9 @@ runtime all call it.
   the yearly import earn only the plain export price, which this per-interval model does not see.
 - spread EUR/kWh = (base_margin + (purchase_fee - feed_in_fee)) x profile factor. A trade (buy now to
   use or sell later, or export now to buy back later) is worth it only when the price difference is at
-  least the spread.
+  least the spread. Exporting now what own PV surplus refills later (surplus that would otherwise be
+  exported) pays no purchase fee and earns the feed-in fee on both sides: its spread is the base margin alone
+  (``solar_spread``).
 
 EPEX prices come in EUR/MWh (as published) and are divided by 1000. Fees and the energy tax are per kWh
 excluding VAT. The energy tax defaults to the statutory rate of the local calendar year of each interval.
@@ -181,6 +183,13 @@ class Tariff:
             raise ConfigError([f"strategy.profile = {profile!r}: must be one of {', '.join(PROFILES)}"])
         base = self.base_margin_eur_per_kwh + (self.purchase_fee_eur_per_kwh - self.feed_in_fee_eur_per_kwh)
         return base * PROFILE_SPREAD_FACTOR[profile]
+
+    def solar_spread(self, profile: Profile | str = "gemiddeld") -> float:
+        """Minimum difference (EUR/kWh) between exporting now and the export price of the own PV surplus that
+        refills the battery later: the fees cancel, the profile-scaled base margin remains."""
+        if profile not in PROFILE_SPREAD_FACTOR:
+            raise ConfigError([f"strategy.profile = {profile!r}: must be one of {', '.join(PROFILES)}"])
+        return self.base_margin_eur_per_kwh * PROFILE_SPREAD_FACTOR[profile]
 
 
 def exports_for_trading(profile: Profile | str) -> bool:

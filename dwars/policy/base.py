@@ -43,6 +43,11 @@ class Home:
         return self.tariff.spread(self.profile)
 
     @property
+    def solar_spread_eur_per_kwh(self) -> float:
+        """The profile-scaled spread (EUR/kWh) of exporting now what own PV surplus refills later."""
+        return self.tariff.solar_spread(self.profile)
+
+    @property
     def exports_for_trading(self) -> bool:
         return exports_for_trading(self.profile)
 

@@ -18,8 +18,14 @@ Rules (stable ids)
     A deadline that even charging at full power cannot reach is logged once as a warning and the shield
     then does the best possible (Import at full power).
 ``spread``, ``inkoop_only``, ``negative_price``
-    Export only when ``export price now - cheapest known buy-back later >= spread``, never for the
+    Export only when ``export price now - cheapest known buy-back later >= spread``. The buy-back is the
+    cheapest known import price later, or own PV: when under MSC and the expected forecast the battery
+    would fill up (before draining to the reserve) and spill surplus to the grid anyway, the exported energy
+    comes back from that surplus, at its export price, and the spread is then the base margin alone (no
+    purchase fee; ``Tariff.solar_spread``). Never export for the
     ``inkoop-only`` profile, never at a negative export price (PV export is curtailed there instead).
+    These rules judge only battery power that reaches the grid: a discharge no larger than the house's
+    expected deficit (load - PV) is self-consumption at a chosen pace, not a trade.
     Grid charging only when it serves a goal due within 24 h, is forced by a goal, comes from own PV
     surplus, or ``the best later known price (import avoided, or export) - import price now >= spread``.
 ``stale_input``
@@ -110,6 +116,8 @@ class _Context:
     required_deadline: Deadline | None = None
     goal_level_kwh: float = 0.0
     best_energy_kwh: float = 0.0
+    msc_path_kwh: np.ndarray | None = None  # expected MSC energy change, cumulative over intervals 1..k
+    surplus_export_eur_per_kwh: np.ndarray | None = None  # export price where a PV surplus is expected, else -inf
     numbers: dict[str, Any] = field(default_factory=dict)
 
 
@@ -148,6 +156,7 @@ class Shield:
             if self.home.exports_for_trading:
                 later = max(later, float(np.max(exp[1:])))
             ctx.later_value = float(later)
+            self._msc_outlook(ctx, pv[1:len(imp)], load[1:len(imp)], exp[1:])
         # Minimum energy after this interval so that charging flat out from the next one reaches every goal.
         gain = b.efficiency_one_way * np.clip(np.minimum(b.max_charge_kw, self.home.grid_limit_kw + pv_low - load_high),
                                               0.0, None) * dt
@@ -164,6 +173,57 @@ class Shield:
                 ctx.goal_level_kwh = max(ctx.goal_level_kwh, min(target + deficit[k], b.capacity_kwh))
         ctx.best_energy_kwh = self._energy_after(ctx, Mode.IMPORT, b.max_charge_kw)
         return ctx
+
+    def _msc_outlook(self, ctx: _Context, pv: np.ndarray, load: np.ndarray, exp: np.ndarray) -> None:
+        """Where the battery goes under MSC and the expected forecast, for the PV-refill buy-back. The spread
+        rule is economics, not safety (the goal rules keep their conservative forecast): a wrong guess here
+        costs some import at night, never a goal."""
+        b, dt = self.home.battery, ctx.dt_h
+        net = pv - load
+        delta = np.where(net > 0, b.efficiency_one_way * np.minimum(net, b.max_charge_kw) * dt,
+                         -np.minimum(-net, b.max_discharge_kw) * dt / b.efficiency_one_way)
+        ctx.msc_path_kwh = np.cumsum(delta)
+        ctx.surplus_export_eur_per_kwh = np.where(net > 0, np.asarray(exp, dtype=float), -np.inf)
+
+    def _pv_refill_price(self, ctx: _Context, energy_after_kwh: float) -> float | None:
+        """Price of the own PV that replaces energy exported now (EUR/kWh), or None when it cannot.
+
+        Exported energy comes back from own PV only when, without the export, the battery would have filled up
+        and spilled the surplus to the grid anyway: under MSC and the expected forecast the battery, starting
+        from ``energy_after_kwh``, reaches full before it ever drains to the reserve. The export then shifts the
+        moment the battery is full from ``f0`` (no export: only the house's deficit discharged now) to ``f``,
+        and the surplus of the intervals in between is kept instead of exported: the replacement costs the
+        highest export price among those surplus intervals.
+        """
+        if ctx.msc_path_kwh is None or not len(ctx.msc_path_kwh):
+            return None
+        b = self.home.battery
+        full_kwh = b.capacity_kwh - TOL_KWH
+        path = energy_after_kwh + ctx.msc_path_kwh
+        full = np.flatnonzero(path >= full_kwh)
+        if not len(full):
+            return None
+        f = int(full[0])
+        if f > 0 and float(path[:f].min()) <= b.reserve_kwh + TOL_KWH:
+            return None
+        no_export_kwh = self._energy_after(ctx, Mode.EXPORT, self._house_deficit_kw(ctx))
+        f0 = int(np.argmax(no_export_kwh + ctx.msc_path_kwh >= full_kwh))  # <= f: the higher path fills first
+        price = float(np.max(ctx.surplus_export_eur_per_kwh[f0: f + 1]))
+        return price if np.isfinite(price) else None
+
+    def _export_buy_back(self, ctx: _Context, power_kw: float) -> tuple[float | None, str]:
+        """Cheapest way to get exported energy back (EUR/kWh, spread included in the comparison) and how:
+        'grid' (import later) or 'pv' (own surplus that would otherwise be exported)."""
+        pv = self._pv_refill_price(ctx, self._energy_after(ctx, Mode.EXPORT, power_kw))
+        if pv is not None and (ctx.buy_back is None
+                               or pv + self._spread("pv") < ctx.buy_back + self._spread("grid")):
+            return pv, "pv"
+        return ctx.buy_back, "grid"
+
+    def _spread(self, buy_back_from: str) -> float:
+        """The spread an export must beat (EUR/kWh): the full one against grid buy-back, the base margin
+        against own PV (``Tariff.solar_spread``)."""
+        return self.home.solar_spread_eur_per_kwh if buy_back_from == "pv" else self.home.spread_eur_per_kwh
 
     def _stale(self, state: State, forecasts: Forecasts) -> str | None:
         if not np.isfinite(state.energy_kwh):
@@ -221,18 +281,26 @@ class Shield:
             out.append("grid_limit")
         if mode == Mode.EXPORT and power_kw > self._reserve_headroom_kw(ctx) + 1e-9:
             out.append("reserve")
-        if mode == Mode.EXPORT and power_kw > 0:
+        if mode == Mode.EXPORT and power_kw > self._house_deficit_kw(ctx) + 1e-9:
+            # Only battery energy that reaches the grid is a trade: a discharge the house uses up itself is
+            # self-consumption at a chosen pace (between Hold and MSC), whatever the prices.
             if not self.home.exports_for_trading:
                 out.append("inkoop_only")
             if ctx.export_now < 0:
                 out.append("negative_price")
-            if ctx.buy_back is None or ctx.export_now - ctx.buy_back < self.home.spread_eur_per_kwh - 1e-9:
+            buy_back, source = self._export_buy_back(ctx, power_kw)
+            if buy_back is None or ctx.export_now - buy_back < self._spread(source) - 1e-9:
                 out.append("spread")
         if mode == Mode.IMPORT and power_kw > 0 and not self._import_justified(ctx, power_kw):
             out.append("spread")
         if self._energy_after(ctx, mode, power_kw) < self._goal_floor(ctx):
             out.append(ctx.required_rule)
         return out
+
+    @staticmethod
+    def _house_deficit_kw(ctx: _Context) -> float:
+        """What the house needs beyond the expected PV (kW): a discharge up to this stays in the house."""
+        return max(ctx.load_expected_kw - ctx.pv_expected_kw, 0.0)
 
     def _reserve_headroom_kw(self, ctx: _Context) -> float:
         """Discharge power that this interval can deliver before the battery reaches the reserve."""
@@ -362,8 +430,11 @@ class Shield:
         elif rule == "spread":
             spread = self.home.spread_eur_per_kwh
             if proposed.mode == Mode.EXPORT:
-                diff = None if ctx.buy_back is None else ctx.export_now - ctx.buy_back
-                numbers.update(export_price=round(ctx.export_now, 5), buy_back_price=ctx.buy_back, spread=spread)
+                buy_back, source = self._export_buy_back(ctx, proposed.power_kw)
+                spread = self._spread(source)
+                diff = None if buy_back is None else ctx.export_now - buy_back
+                numbers.update(export_price=round(ctx.export_now, 5), buy_back_price=buy_back, buy_back_from=source,
+                               spread=spread)
             else:
                 diff = None if ctx.later_value is None else ctx.later_value - ctx.import_now
                 numbers.update(import_price=round(ctx.import_now, 5), later_value=ctx.later_value, spread=spread)
