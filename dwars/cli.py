@@ -455,9 +455,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                    clip_obs=stats.clip)
     console.print(f"wrote [bold]{out}[/bold]: torch vs onnxruntime over {check['n']} observations: max |logit "
                   f"difference| {check['max_abs_logit_diff']:.1e}, same action {check['action_agreement']:.2%}")
-    # The contract is the chosen action (identical everywhere); logits of a trained net reach tens, where float32
-    # rounding alone is about 1e-5, so they must agree to 1e-4.
-    if check["action_agreement"] < 1.0 or check["max_abs_logit_diff"] >= 1e-4:
+    # The contract: the same action everywhere and logits within 1e-5. Both sides get bit-identical normalised
+    # inputs (normalize_obs mirrors the graph), so what remains is the matrix products' float32 rounding.
+    if check["action_agreement"] < 1.0 or check["max_abs_logit_diff"] >= 1e-5:
         raise DwarsError("export parity failed: the ONNX model does not reproduce the trained policy")
     return 0
 

@@ -1,8 +1,10 @@
 """DAgger: label the states the policy itself visits with an expert, so it learns to recover from its own drift.
 
-The expert is the rolling MPC given PERFECT forecasts (it still knows only the prices published at that
-moment), passed through the same safety shield as the policy: what an excellent controller would have the
-battery do from exactly this state. Behaviour cloning from the oracle only shows the oracle's own trajectory.
+The expert is the rolling MPC, passed through the same safety shield as the policy, given either PERFECT
+forecasts (``"perfect_mpc"``: what an excellent controller would have the battery do from exactly this state;
+it still knows only the prices published at that moment) or the SAME forecasts as the policy (``"mpc"``:
+labels that are a function of what the policy observes, so they can be learnt exactly). Behaviour cloning
+from the oracle only shows the oracle's own trajectory.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from dwars.policy.base import State
 from dwars.policy.mpc import MpcController
 
 
-class Expert:
-    """Perfect-forecast MPC through the shield, for one (scenario, installation) pair."""
+EXPERTS = ("perfect_mpc", "mpc")
 
-    def __init__(self, data: EpisodeData) -> None:
+
+class Expert:
+    """MPC through the shield for one (scenario, installation) pair; ``kind`` is one of :data:`EXPERTS`."""
+
+    def __init__(self, data: EpisodeData, kind: str = "perfect_mpc") -> None:
+        if kind not in EXPERTS:
+            raise ValueError(f"dagger.expert = {kind!r}: must be one of {', '.join(EXPERTS)}")
         self.data = data
-        self.perfect = Forecaster(data.scenario, data.home, pv_mode="perfect", load_mode="perfect")
+        self.perfect = (Forecaster(data.scenario, data.home, pv_mode="perfect", load_mode="perfect")
+                        if kind == "perfect_mpc" else data.forecaster)
         self.mpc = MpcController(data.home)
 
     def action(self, i: int, energy_kwh: float) -> int:
@@ -38,14 +46,14 @@ class Expert:
 
 
 def dagger_round(model: MaskablePPO, normalise: Any, env: HomeEnergyEnv, experts: dict[int, Expert],
-                 n_states: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                 n_states: int, rng: np.random.Generator, kind: str = "perfect_mpc") -> tuple[np.ndarray, np.ndarray]:
     """Roll the policy out (through the shield's masks) for about ``n_states`` steps; expert-label each state."""
     obs_rows, labels = [], []
     while len(labels) < n_states:
         obs, _ = env.reset(seed=int(rng.integers(1 << 31)))
         data = env.data
         assert data is not None
-        expert = experts.setdefault(id(data), Expert(data))
+        expert = experts.get(id(data)) or experts.setdefault(id(data), Expert(data, kind))
         done = False
         while not done and len(labels) < n_states:
             labels.append(expert.action(env._i, env._energy))

@@ -77,13 +77,19 @@ def _stats(obs_mean: np.ndarray | None, obs_var: np.ndarray | None) -> tuple[np.
 
 def normalize_obs(obs: np.ndarray, obs_mean: np.ndarray | None = None, obs_var: np.ndarray | None = None,
                   clip_obs: float = 10.0, epsilon: float = 1e-8) -> np.ndarray:
-    """What VecNormalize feeds the policy: ``clip((obs - mean) / sqrt(var + eps), ±clip_obs)`` in float64,
-    as float32 (the obs unchanged, as float32, without statistics)."""
+    """What the policy is fed: ``clip((obs - mean) / sqrt(var + eps), ±clip_obs)`` (the obs unchanged without
+    statistics), float32.
+
+    Computed in float32 with exactly the operations and constants of the exported graph (:class:`OnnxActor`:
+    float32 ``mean`` and ``std = sqrt(var + eps)``, one subtraction, one division, correctly rounded in numpy,
+    torch and onnxruntime alike), so training and the runtime feed the network bit-identical inputs.
+    """
     stats = _stats(obs_mean, obs_var)
-    obs = np.asarray(obs, dtype=np.float64)
+    obs = np.asarray(obs, dtype=np.float32)
     if stats is not None:
         mean, var = stats
-        obs = np.clip((obs - mean) / np.sqrt(var + epsilon), -clip_obs, clip_obs)
+        std = np.sqrt(var + epsilon).astype(np.float32)
+        obs = np.clip((obs - mean.astype(np.float32)) / std, np.float32(-clip_obs), np.float32(clip_obs))
     return obs.astype(np.float32)
 
 

@@ -27,6 +27,7 @@ from dwars.env.home_env import EpisodeData
 from dwars.env.modes import Decision, decision_to_action
 from dwars.env.observation import with_soc
 from dwars.env.vec_env import HomeEnergyVecEnv
+from dwars.training.export import normalize_obs
 from dwars.training.sb3_env import Sb3HomeVecEnv
 
 
@@ -44,7 +45,8 @@ class ObsStats:
     clip: float = 10.0
 
     def normalise(self, obs: np.ndarray) -> np.ndarray:
-        return np.clip((obs - self.mean) / np.sqrt(self.var + 1e-8), -self.clip, self.clip).astype(np.float32)
+        """The network's input, computed exactly as inside the exported ONNX graph (float32)."""
+        return normalize_obs(obs, self.mean, self.var, self.clip, 1e-8)
 
     def save(self, path: Path) -> None:
         np.savez(path, mean=self.mean, var=self.var, clip=self.clip)
@@ -261,9 +263,13 @@ def _dagger(model: MaskablePPO, stats: ObsStats, scenarios: list[Scenario], inst
     rng = np.random.default_rng(seed + 1)
     experts: dict[int, Any] = {}
     rounds = []
+    kind = str(dagger_h.get("expert", "perfect_mpc"))
+    if not dagger_h.get("keep_demonstrations", True):  # learn from the expert's labels alone
+        obs, actions = obs[:0], actions[:0]
     for _ in range(int(dagger_h["iterations"])):
         t0 = time.perf_counter()
-        new_obs, new_actions = dagger_round(model, stats.normalise, env, experts, int(dagger_h["states"]), rng)
+        new_obs, new_actions = dagger_round(model, stats.normalise, env, experts, int(dagger_h["states"]), rng,
+                                            kind)
         obs = np.concatenate([obs, stats.normalise(new_obs)])
         actions = np.concatenate([actions, new_actions])
         losses = behaviour_cloning(model, obs, actions, int(dagger_h["epochs"]), int(bc_h["batch_size"]),
