@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from dwars.config import BatteryConfig, Installation
 from dwars.data.scenario import Scenario
 from dwars.env.home_env import HomeEnergyEnv
-from dwars.env.modes import N_ACTIONS
+from dwars.env.modes import ACTIONS, N_ACTIONS, Mode
 from dwars.env.observation import N_OBS, OBS_VERSION, OBSERVATION_NAMES
 
 
@@ -25,7 +25,7 @@ def test_check_env_passes(env: HomeEnergyEnv) -> None:
 
 
 def test_spaces_and_version(env: HomeEnergyEnv) -> None:
-    assert env.action_space.n == N_ACTIONS == 10
+    assert env.action_space.n == N_ACTIONS == 42
     assert env.observation_space.shape == (N_OBS,) == (len(OBSERVATION_NAMES),)
     assert env.obs_version == OBS_VERSION == 1
     obs, _ = env.reset(seed=1)
@@ -150,8 +150,9 @@ def test_action_masks_come_from_the_shield(week_60: Scenario) -> None:
         allowed = np.flatnonzero(masks[-1])
         env.step(int(allowed[0]))  # the first allowed action: MSC whenever the shield permits it
     assert all(m.any() for m in masks)
-    assert not masks[-1][0] and masks[-1][2:6].any()  # MSC forbidden, Import allowed just before 17:00
-    _, _, _, _, info = env.step(5)
+    imports = [a for a, (mode, _) in enumerate(ACTIONS) if mode == Mode.IMPORT]
+    assert not masks[-1][0] and masks[-1][imports].any()  # MSC forbidden, Import allowed just before 17:00
+    _, _, _, _, info = env.step(ACTIONS.index((Mode.IMPORT, 1.0)))
     assert info["goal_missed"] == 0  # the shield kept the 17:00 endpoint reachable, and it was reached
     unmasked = HomeEnergyEnv(week_60, inst, episode_days=1, shield_mask=False)
     unmasked.reset(seed=0)

@@ -12,14 +12,14 @@ from onnx import TensorProto, helper, numpy_helper
 from dwars.config import Installation
 from dwars.data.scenario import Scenario
 from dwars.env.forecast import Forecaster
-from dwars.env.modes import N_ACTIONS, Mode
+from dwars.env.modes import ACTION_SPACE_VERSION, ACTIONS, N_ACTIONS, Mode
 from dwars.env.observation import I_SOC, N_OBS, OBS_VERSION, build_observation
 from dwars.policy.base import Home, State
 from dwars.policy.rl import OnnxPolicyController, PolicyError
 
 
 def linear_policy(path: Path, weights: np.ndarray, bias: np.ndarray, obs_version: int = OBS_VERSION,
-                  n_obs: int = N_OBS) -> Path:
+                  n_obs: int = N_OBS, action_space_version: int = ACTION_SPACE_VERSION) -> Path:
     """A tiny real ONNX model: logits = obs @ W + b, with the metadata dwars checks."""
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["obs", "W"], ["z"]), helper.make_node("Add", ["z", "b"], ["logits"])],
@@ -31,7 +31,7 @@ def linear_policy(path: Path, weights: np.ndarray, bias: np.ndarray, obs_version
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
-    for key, value in (("obs_version", str(obs_version)), ("action_space_version", "1")):
+    for key, value in (("obs_version", str(obs_version)), ("action_space_version", str(action_space_version))):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
@@ -47,9 +47,10 @@ def home(home_inst: Installation) -> Home:
 def test_policy_acts_on_the_observation(tmp_path: Path, home: Home, week_60: Scenario) -> None:
     # Logit of IMPORT 100 % grows as the battery empties, logit of EXPORT 100 % as it fills: a readable policy.
     weights = np.zeros((N_OBS, N_ACTIONS))
-    weights[I_SOC, 5], weights[I_SOC, 9] = -10.0, 10.0
+    import_full, export_full = ACTIONS.index((Mode.IMPORT, 1.0)), ACTIONS.index((Mode.EXPORT, 1.0))
+    weights[I_SOC, import_full], weights[I_SOC, export_full] = -10.0, 10.0
     bias = np.zeros(N_ACTIONS)
-    bias[5], bias[9], bias[0] = 5.0, -5.0, 0.5
+    bias[import_full], bias[export_full], bias[0] = 5.0, -5.0, 0.5
     controller = OnnxPolicyController(home, policy_path=linear_policy(tmp_path / "p.onnx", weights, bias))
     forecasts = Forecaster(week_60, home).at(10)
     low = controller.decide(State(week_60.index[10], 60, 2.5, 25.0), forecasts)
@@ -77,6 +78,14 @@ def test_corrupt_file_is_a_clear_error(tmp_path: Path, home: Home) -> None:
 def test_other_observation_version_is_refused(tmp_path: Path, home: Home) -> None:
     path = linear_policy(tmp_path / "old.onnx", np.zeros((N_OBS, N_ACTIONS)), np.zeros(N_ACTIONS), obs_version=0)
     with pytest.raises(PolicyError, match="obs_version = 0, this dwars needs 1"):
+        OnnxPolicyController(home, policy_path=path)
+
+
+def test_other_action_space_version_is_refused(tmp_path: Path, home: Home) -> None:
+    # A version-1 policy (10 actions) read as version 2 would map its logits to the wrong modes and powers.
+    path = linear_policy(tmp_path / "v1.onnx", np.zeros((N_OBS, N_ACTIONS)), np.zeros(N_ACTIONS),
+                         action_space_version=1)
+    with pytest.raises(PolicyError, match=f"action_space_version = 1, this dwars needs {ACTION_SPACE_VERSION}"):
         OnnxPolicyController(home, policy_path=path)
 
 

@@ -19,7 +19,7 @@ from dwars.config import BatteryConfig, GoalsConfig, Installation, StrategyConfi
 from dwars.data.scenario import Scenario
 from dwars.env.forecast import Forecaster
 from dwars.env.goals import Deadline
-from dwars.env.modes import N_ACTIONS, Decision, Mode, action_to_decision
+from dwars.env.modes import ACTIONS, FIRST_EXPORT_ACTION, N_ACTIONS, Decision, Mode, action_to_decision
 from dwars.policy.base import Forecasts, Home, State
 from dwars.policy.evaluate import count_violations, run_controller
 from dwars.policy.registry import make_controller
@@ -80,7 +80,7 @@ def test_inkoop_only_never_exports_and_negative_price_curtails() -> None:
     assert "negative_price" in [i.rule for i in result.interventions]
     msc = shield.check(state(8.0), negative, Decision(Mode.MSC))
     assert msc.applied.curtail_pv and not msc.changed and [i.rule for i in msc.interventions] == ["negative_price"]
-    assert not shield.mask(state(8.0), negative)[6:].any()
+    assert not shield.mask(state(8.0), negative)[FIRST_EXPORT_ACTION:].any()
 
 
 def test_export_is_cut_at_the_reserve() -> None:
@@ -118,7 +118,7 @@ def test_export_refilled_by_own_pv_uses_the_solar_spread() -> None:
     shield = Shield(h)
     # Tomorrow's sun refills the battery and would spill to the grid at 0.05: 0.15 - 0.05 >= 0.05.
     assert shield.check(state(8.0), sunny_tomorrow(0.15, 0.05), EXPORT_FULL).applied == EXPORT_FULL
-    assert shield.mask(state(8.0), sunny_tomorrow(0.15, 0.05))[9]
+    assert shield.mask(state(8.0), sunny_tomorrow(0.15, 0.05))[ACTIONS.index((Mode.EXPORT, 1.0))]
     # The sun's surplus is worth 0.12: the 0.03 difference is below the base margin.
     thin = shield.check(state(8.0), sunny_tomorrow(0.15, 0.12), EXPORT_FULL)
     assert thin.applied.mode == Mode.MSC and thin.interventions[0].rule == "spread"
@@ -161,7 +161,7 @@ def test_forced_import_at_the_latest_moment() -> None:
     assert result.applied.mode == Mode.IMPORT and [i.rule for i in result.interventions] == ["endpoint"]
     assert "endpoint" in result.interventions[0].reason_en and "eindpunt" in result.interventions[0].reason_nl
     allowed = shield.mask(state(4.0), fc)
-    assert not allowed[0] and not allowed[1] and allowed[5]  # MSC and Hold forbidden, full Import allowed
+    assert not allowed[0] and not allowed[1] and allowed[ACTIONS.index((Mode.IMPORT, 1.0))]  # MSC and Hold forbidden, full Import allowed
     # With enough charge the cheap hour can wait.
     assert shield.check(state(6.0), fc, Decision(Mode.MSC)).applied.mode == Mode.MSC
 

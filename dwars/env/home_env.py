@@ -117,8 +117,8 @@ class HomeEnergyEnv(gym.Env):
         PV and load forecasts (:mod:`dwars.env.forecast`).
 
     Action Space
-        ``Discrete(10)``: 0 MSC, 1 HOLD, 2-5 IMPORT at 25/50/75/100 % of max charge power, 6-9 EXPORT at
-        25/50/75/100 % of max discharge power (:mod:`dwars.env.modes`). :meth:`action_masks` gives the
+        ``Discrete(42)``: 0 MSC, 1 HOLD, 2-21 IMPORT at 5, 10, ..., 100 % of max charge power, 22-41 EXPORT
+        at 5, 10, ..., 100 % of max discharge power (:mod:`dwars.env.modes`). :meth:`action_masks` gives the
         allowed actions: those the safety shield accepts unchanged (MaskablePPO uses them).
 
     Observation Space

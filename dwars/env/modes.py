@@ -9,9 +9,13 @@ IMPORT     charge at ``power_kw`` (AC); PV first, the grid supplies the rest
 EXPORT     discharge at ``power_kw`` (AC); the house first, the rest goes to the grid
 =========  ==============================================================================================
 
-The discrete action space (used by the Gymnasium env, the shield's mask and the RL policy) has 10 actions:
-``0 MSC, 1 HOLD, 2-5 IMPORT at 25/50/75/100 % of max charge power, 6-9 EXPORT at 25/50/75/100 % of max
-discharge power``. Its layout is part of the observation/action contract (``ACTION_SPACE_VERSION``).
+The discrete action space (used by the Gymnasium env, the shield's mask and the RL policy) has 42 actions:
+``0 MSC, 1 HOLD, 2-21 IMPORT at 5, 10, ..., 100 % of max charge power, 22-41 EXPORT at 5, 10, ..., 100 % of
+max discharge power``. Its layout is part of the observation/action contract (``ACTION_SPACE_VERSION``).
+
+Why 5 % steps: the rolling MPC with its power rounded to 25 % steps (version 1: 10 actions) cost 80.40 EUR
+instead of 55.04 on the 2024 validation year of examples/home.toml; at 10 % 63.18, at 5 % 58.57, at 2 % 57.49.
+A battery often has to land on an exact energy level (a goal, the evening peak); coarse steps miss it.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ class Mode(IntEnum):
         return {0: "MSC", 1: "Hold", 2: "Import", 3: "Export"}[int(self)]
 
 
-ACTION_SPACE_VERSION = 1
-ACTION_FRACTIONS: tuple[float, ...] = (0.25, 0.50, 0.75, 1.00)
+ACTION_SPACE_VERSION = 2
+#: Power levels of IMPORT and EXPORT, fraction of the max charge/discharge power: 5 %, 10 %, ..., 100 %.
+ACTION_FRACTIONS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 21))
 #: (mode, fraction of the max power) per discrete action index.
 ACTIONS: tuple[tuple[Mode, float], ...] = (
     (Mode.MSC, 0.0),
@@ -45,6 +50,8 @@ ACTIONS: tuple[tuple[Mode, float], ...] = (
     *((Mode.EXPORT, f) for f in ACTION_FRACTIONS),
 )
 N_ACTIONS = len(ACTIONS)
+FIRST_IMPORT_ACTION = 2
+FIRST_EXPORT_ACTION = FIRST_IMPORT_ACTION + len(ACTION_FRACTIONS)
 ACTION_MODES = np.array([int(m) for m, _ in ACTIONS], dtype=np.int8)
 ACTION_FRACTION = np.array([f for _, f in ACTIONS])
 
@@ -93,7 +100,7 @@ def action_to_decision(action: int, max_charge_kw: float, max_discharge_kw: floa
 
 
 def decision_to_action(decision: Decision, max_charge_kw: float, max_discharge_kw: float) -> int:
-    """The discrete action closest to a Decision (IMPORT/EXPORT power rounded to the nearest 25 % step)."""
+    """The discrete action closest to a Decision (IMPORT/EXPORT power rounded to the nearest 5 % step)."""
     if decision.mode == Mode.MSC:
         return 0
     if decision.mode == Mode.HOLD:
@@ -101,4 +108,4 @@ def decision_to_action(decision: Decision, max_charge_kw: float, max_discharge_k
     limit = max_charge_kw if decision.mode == Mode.IMPORT else max_discharge_kw
     fraction = min(max(decision.power_kw / limit, ACTION_FRACTIONS[0]), 1.0) if limit > 0 else ACTION_FRACTIONS[0]
     step = int(np.argmin([abs(fraction - f) for f in ACTION_FRACTIONS]))
-    return (2 if decision.mode == Mode.IMPORT else 6) + step
+    return (FIRST_IMPORT_ACTION if decision.mode == Mode.IMPORT else FIRST_EXPORT_ACTION) + step

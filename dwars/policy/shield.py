@@ -117,6 +117,8 @@ class _Context:
     goal_level_kwh: float = 0.0
     best_energy_kwh: float = 0.0
     msc_path_kwh: np.ndarray | None = None  # expected MSC energy change, cumulative over intervals 1..k
+    msc_path_max_kwh: np.ndarray | None = None  # its running maximum
+    msc_path_min_kwh: np.ndarray | None = None  # its running minimum
     surplus_export_eur_per_kwh: np.ndarray | None = None  # export price where a PV surplus is expected, else -inf
     numbers: dict[str, Any] = field(default_factory=dict)
 
@@ -183,6 +185,8 @@ class Shield:
         delta = np.where(net > 0, b.efficiency_one_way * np.minimum(net, b.max_charge_kw) * dt,
                          -np.minimum(-net, b.max_discharge_kw) * dt / b.efficiency_one_way)
         ctx.msc_path_kwh = np.cumsum(delta)
+        ctx.msc_path_max_kwh = np.maximum.accumulate(ctx.msc_path_kwh)  # sorted: searchsorted finds "full"
+        ctx.msc_path_min_kwh = np.minimum.accumulate(ctx.msc_path_kwh)
         ctx.surplus_export_eur_per_kwh = np.where(net > 0, np.asarray(exp, dtype=float), -np.inf)
 
     def _pv_refill_price(self, ctx: _Context, energy_after_kwh: float) -> float | None:
@@ -195,25 +199,26 @@ class Shield:
         and the surplus of the intervals in between is kept instead of exported: the replacement costs the
         highest export price among those surplus intervals.
         """
-        if ctx.msc_path_kwh is None or not len(ctx.msc_path_kwh):
+        if ctx.msc_path_max_kwh is None or ctx.msc_path_min_kwh is None or not len(ctx.msc_path_max_kwh):
             return None
         b = self.home.battery
         full_kwh = b.capacity_kwh - TOL_KWH
-        path = energy_after_kwh + ctx.msc_path_kwh
-        full = np.flatnonzero(path >= full_kwh)
-        if not len(full):
+        # First interval at which energy_after + path >= full (the running maximum is sorted).
+        f = int(np.searchsorted(ctx.msc_path_max_kwh, full_kwh - energy_after_kwh, side="left"))
+        if f == len(ctx.msc_path_max_kwh):
             return None
-        f = int(full[0])
-        if f > 0 and float(path[:f].min()) <= b.reserve_kwh + TOL_KWH:
+        if f > 0 and energy_after_kwh + float(ctx.msc_path_min_kwh[f - 1]) <= b.reserve_kwh + TOL_KWH:
             return None
         no_export_kwh = self._energy_after(ctx, Mode.EXPORT, self._house_deficit_kw(ctx))
-        f0 = int(np.argmax(no_export_kwh + ctx.msc_path_kwh >= full_kwh))  # <= f: the higher path fills first
+        f0 = int(np.searchsorted(ctx.msc_path_max_kwh, full_kwh - no_export_kwh, side="left"))  # <= f
         price = float(np.max(ctx.surplus_export_eur_per_kwh[f0: f + 1]))
         return price if np.isfinite(price) else None
 
     def _export_buy_back(self, ctx: _Context, power_kw: float) -> tuple[float | None, str]:
         """Cheapest way to get exported energy back (EUR/kWh, spread included in the comparison) and how:
         'grid' (import later) or 'pv' (own surplus that would otherwise be exported)."""
+        if ctx.buy_back is not None and ctx.export_now - ctx.buy_back >= self._spread("grid") - 1e-9:
+            return ctx.buy_back, "grid"  # the grid buy-back already pays: no need to look at the sun
         pv = self._pv_refill_price(ctx, self._energy_after(ctx, Mode.EXPORT, power_kw))
         if pv is not None and (ctx.buy_back is None
                                or pv + self._spread("pv") < ctx.buy_back + self._spread("grid")):
@@ -288,9 +293,10 @@ class Shield:
                 out.append("inkoop_only")
             if ctx.export_now < 0:
                 out.append("negative_price")
-            buy_back, source = self._export_buy_back(ctx, power_kw)
-            if buy_back is None or ctx.export_now - buy_back < self._spread(source) - 1e-9:
-                out.append("spread")
+            if self.home.exports_for_trading and ctx.export_now >= 0:  # else the spread is moot
+                buy_back, source = self._export_buy_back(ctx, power_kw)
+                if buy_back is None or ctx.export_now - buy_back < self._spread(source) - 1e-9:
+                    out.append("spread")
         if mode == Mode.IMPORT and power_kw > 0 and not self._import_justified(ctx, power_kw):
             out.append("spread")
         if self._energy_after(ctx, mode, power_kw) < self._goal_floor(ctx):

@@ -51,7 +51,7 @@ class RandomController(Controller):
 
     Rules
     -----
-    - Each interval draws one of the ``N_ACTIONS`` (10) actions of :data:`dwars.env.modes.ACTIONS` with equal
+    - Each interval draws one of the ``N_ACTIONS`` (42) actions of :data:`dwars.env.modes.ACTIONS` with equal
       probability and turns it into a Decision at the battery's nominal power limits (deliberately not the
       limits left at the current SoC: the shield, not this controller, must make the request safe).
     - Draws come from ``numpy.random.default_rng(seed)``; :meth:`reset` restarts the same sequence, so an
