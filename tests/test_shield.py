@@ -161,7 +161,8 @@ def test_forced_import_at_the_latest_moment() -> None:
     assert result.applied.mode == Mode.IMPORT and [i.rule for i in result.interventions] == ["endpoint"]
     assert "endpoint" in result.interventions[0].reason_en and "eindpunt" in result.interventions[0].reason_nl
     allowed = shield.mask(state(4.0), fc)
-    assert not allowed[0] and not allowed[1] and allowed[ACTIONS.index((Mode.IMPORT, 1.0))]  # MSC and Hold forbidden, full Import allowed
+    # MSC and Hold forbidden, full Import allowed
+    assert not allowed[0] and not allowed[1] and allowed[ACTIONS.index((Mode.IMPORT, 1.0))]
     # With enough charge the cheap hour can wait.
     assert shield.check(state(6.0), fc, Decision(Mode.MSC)).applied.mode == Mode.MSC
 

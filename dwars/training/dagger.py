@@ -20,7 +20,6 @@ from dwars.env.modes import Mode, decision_to_action
 from dwars.policy.base import State
 from dwars.policy.mpc import MpcController
 
-
 EXPERTS = ("perfect_mpc", "mpc")
 
 
