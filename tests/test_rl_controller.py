@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from dwars.config import Installation
@@ -53,10 +55,17 @@ def test_policy_acts_on_the_observation(tmp_path: Path, home: Home, week_60: Sce
     bias[import_full], bias[export_full], bias[0] = 5.0, -5.0, 0.5
     controller = OnnxPolicyController(home, policy_path=linear_policy(tmp_path / "p.onnx", weights, bias))
     forecasts = Forecaster(week_60, home).at(10)
-    low = controller.decide(State(week_60.index[10], 60, 2.5, 25.0), forecasts)
-    high = controller.decide(State(week_60.index[10], 60, 9.5, 95.0), forecasts)
+    from dwars.policy.rl import decode_action
+
+    low_state, high_state = State(week_60.index[10], 60, 2.5, 25.0), State(week_60.index[10], 60, 9.5, 95.0)
+    low = controller.decide(low_state, forecasts)
     assert (low.mode, low.power_kw) == (Mode.IMPORT, home.battery.max_charge_kw)
-    assert (high.mode, high.power_kw) == (Mode.EXPORT, home.battery.max_discharge_kw)
+    high_logits = controller.logits(build_observation(high_state, forecasts, home))[0]
+    assert ACTIONS[decode_action(high_logits)] == (Mode.EXPORT, 1.0)  # what the policy wants at 95 % ...
+    allowed = controller.shield.mask(high_state, forecasts)
+    high = controller.decide(high_state, forecasts)  # ... and what it does: the shield's mask applies
+    expected = ACTIONS[decode_action(high_logits, allowed)]
+    assert (high.mode, high.power_kw / home.battery.max_discharge_kw if high.mode == Mode.EXPORT else 0.0) == expected
     assert low.reason and high.reason
     # The session's logits are the linear map of the very observation dwars builds.
     obs = build_observation(State(week_60.index[10], 60, 2.5, 25.0), forecasts, home)
@@ -116,3 +125,31 @@ def test_policy_curtails_pv_export_at_negative_prices_as_in_training(home: Home,
     for i in (negative[0], positive[0]):
         d = controller.decide(State(june_15.index[i], 15, 6.0, 60.0), forecaster.at(int(i)))
         assert d.curtail_pv == bool(forecaster.export_price[i] < 0)
+
+
+def test_decode_picks_the_most_probable_mode_then_its_power() -> None:
+    from dwars.policy.rl import decode_action
+
+    logits = np.full(N_ACTIONS, -10.0)
+    logits[0] = 2.0  # MSC alone: the single most likely action
+    imports = [a for a, (mode, _) in enumerate(ACTIONS) if mode == Mode.IMPORT]
+    logits[imports] = 0.0  # Import at every power level, each less likely than MSC ...
+    logits[imports[7]] = 1.0  # ... but together far more likely; 40 % is its most likely level
+    assert int(np.argmax(logits)) == 0
+    chosen = decode_action(logits)
+    assert ACTIONS[chosen] == (Mode.IMPORT, 0.4)
+    # Masked out, Import cannot be chosen however likely.
+    allowed = np.ones(N_ACTIONS, dtype=bool)
+    allowed[imports] = False
+    assert decode_action(logits, allowed) == 0
+
+
+@given(st.lists(st.floats(-20, 20), min_size=N_ACTIONS, max_size=N_ACTIONS),
+       st.lists(st.booleans(), min_size=N_ACTIONS, max_size=N_ACTIONS))
+def test_decode_never_picks_a_masked_action(logits: list[float], mask: list[bool]) -> None:
+    from dwars.policy.rl import decode_action
+
+    allowed = np.array(mask)
+    chosen = decode_action(np.array(logits), allowed)
+    assert 0 <= chosen < N_ACTIONS
+    assert allowed[chosen] or not allowed.any()
