@@ -46,7 +46,7 @@ import pandas as pd
 
 from dwars.env.battery import charge_headroom_kw, discharge_headroom_kw
 from dwars.env.goals import Deadline
-from dwars.env.modes import ACTIONS, N_ACTIONS, Decision, Mode, action_to_decision
+from dwars.env.modes import ACTION_FRACTION, ACTION_MODES, ACTIONS, N_ACTIONS, Decision, Mode
 from dwars.policy.base import Forecasts, Home, State
 
 log = logging.getLogger(__name__)
@@ -327,13 +327,48 @@ class Shield:
 
     # -- public API -------------------------------------------------------------------------------------
     def mask(self, state: State, forecasts: Forecasts) -> np.ndarray:
-        """Allowed discrete actions (bool, length 10), consistent with :meth:`check`."""
+        """Allowed discrete actions (bool, length ``N_ACTIONS``), consistent with :meth:`check`.
+
+        The same predicate as :meth:`_violations`, evaluated for all power levels of a mode at once (the
+        rules are thresholds in the power, except the export spread, which is checked level by level).
+        """
         ctx = self._context(state, forecasts)
         b = self.home.battery
         allowed = np.zeros(N_ACTIONS, dtype=bool)
-        for a in range(N_ACTIONS):
-            d = action_to_decision(a, b.max_charge_kw, b.max_discharge_kw)
-            allowed[a] = not self._violations(ctx, d.mode, d.power_kw)
+        if ctx.stale is not None:
+            allowed[ACTION_MODES == Mode.MSC] = True
+            return allowed
+        floor = self._goal_floor(ctx)
+        allowed[ACTION_MODES == Mode.MSC] = self._energy_after(ctx, Mode.MSC, 0.0) >= floor
+        allowed[ACTION_MODES == Mode.HOLD] = ctx.energy_kwh >= floor
+        e, dt, eff = ctx.energy_kwh, ctx.dt_h, b.efficiency_one_way
+        # Import: limits, a reason to use grid energy, and the goals (as in _energy_after).
+        imp = ACTION_MODES == Mode.IMPORT
+        power = ACTION_FRACTION[imp] * b.max_charge_kw
+        supply = max(self.home.grid_limit_kw + ctx.pv_low_kw - ctx.load_high_kw, 0.0)
+        charge = np.minimum(np.minimum(power, supply),
+                            charge_headroom_kw(e, dt, b.capacity_kwh, b.max_charge_kw, eff))
+        reason = (power <= max(ctx.pv_expected_kw - ctx.load_expected_kw, 0.0) + 1e-9) | bool(
+            self._import_justified(ctx, np.inf))
+        allowed[imp] = ((power <= b.max_charge_kw + 1e-9) & reason
+                        & (power <= max(self.home.grid_limit_kw + ctx.pv_expected_kw - ctx.load_expected_kw, 0.0)
+                           + 1e-9)
+                        & (e + eff * charge * dt >= floor))
+        # Export: limits, reserve, the goals, and the trade rules for what reaches the grid.
+        exp = ACTION_MODES == Mode.EXPORT
+        power = ACTION_FRACTION[exp] * b.max_discharge_kw
+        discharge = np.minimum(power, discharge_headroom_kw(e, dt, b.reserve_kwh, b.max_discharge_kw, eff))
+        ok = ((power <= b.max_discharge_kw + 1e-9) & (power <= self._reserve_headroom_kw(ctx) + 1e-9)
+              & (e - discharge * dt / eff >= floor))
+        trade = power > self._house_deficit_kw(ctx) + 1e-9
+        if trade.any():
+            if not self.home.exports_for_trading or ctx.export_now < 0:
+                ok &= ~trade
+            else:
+                for k in np.flatnonzero(ok & trade):
+                    buy_back, source = self._export_buy_back(ctx, float(power[k]))
+                    ok[k] = buy_back is not None and ctx.export_now - buy_back >= self._spread(source) - 1e-9
+        allowed[exp] = ok
         if not allowed.any():  # cannot happen by construction; never leave a policy without a move
             allowed[ACTIONS.index((Mode.IMPORT, 1.0))] = True
         return allowed
