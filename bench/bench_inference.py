@@ -5,7 +5,7 @@
 The policy is ``dwars/policy/models/default.onnx`` when it exists (or ``--policy FILE``); otherwise, or with
 ``--fresh``, a freshly initialised MaskablePPO with net_arch [256, 256] exported by
 :func:`dwars.training.export.export_policy` (with observation statistics, so normalisation is in the graph).
-Timed, after a warm-up: ``OnnxPolicyController.logits`` on one observation (1, 206) and the full ``decide()``
+Timed, after a warm-up: ``OnnxPolicyController.logits`` on one observation (1, N_OBS) and the full ``decide()``
 (``build_observation`` + onnxruntime + the Decision) on real 2024 forecasts at 15 minutes for
 examples/home.toml, at random intervals and SoC. ``runtime_training_imports`` lists the torch /
 stable-baselines3 / sb3-contrib / gymnasium modules that importing the runtime modules loads in a fresh

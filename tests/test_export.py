@@ -133,6 +133,9 @@ def test_file_carries_the_contract(exported: Path) -> None:
 
 def test_controller_decides_as_torch_predicts(trained: tuple[Any, Any], exported: Path, stats: dict[str, Any],
                                               week_60: Scenario, home: Home) -> None:
+    import torch
+
+    from dwars.policy.rl import decode_action
     from dwars.training.export import normalize_obs, parity
 
     model = trained[1]
@@ -147,7 +150,10 @@ def test_controller_decides_as_torch_predicts(trained: tuple[Any, Any], exported
             forecasts = forecaster.at(i)
             decision = controller.decide(state, forecasts)
             obs = build_observation(state, forecasts, home)
-            action = int(model.predict(normalize_obs(obs, **stats), deterministic=True)[0])
+            with torch.no_grad():  # torch's log-probabilities, decoded as the controller decodes (mask, mode)
+                tensor = model.policy.obs_to_tensor(normalize_obs(obs, **stats))[0]
+                logprobs = model.policy.get_distribution(tensor).distribution.logits.numpy()[0]
+            action = decode_action(logprobs, controller.shield.mask(state, forecasts))
             want = action_to_decision(action, b.max_charge_kw, b.max_discharge_kw)
             assert (decision.mode, decision.power_kw) == (want.mode, want.power_kw), (i, share, action)
             observations.append(obs)

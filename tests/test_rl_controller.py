@@ -86,7 +86,7 @@ def test_corrupt_file_is_a_clear_error(tmp_path: Path, home: Home) -> None:
 
 def test_other_observation_version_is_refused(tmp_path: Path, home: Home) -> None:
     path = linear_policy(tmp_path / "old.onnx", np.zeros((N_OBS, N_ACTIONS)), np.zeros(N_ACTIONS), obs_version=0)
-    with pytest.raises(PolicyError, match="obs_version = 0, this dwars needs 1"):
+    with pytest.raises(PolicyError, match=f"obs_version = 0, this dwars needs {OBS_VERSION}"):
         OnnxPolicyController(home, policy_path=path)
 
 

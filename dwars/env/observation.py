@@ -4,7 +4,7 @@ The layout is a contract between the simulator (training), the exported ONNX mod
 ``OBS_VERSION`` changes whenever it changes. One vectorised core (:func:`features`) builds it, for one
 interval (runtime, evaluation) or for a whole episode at once (training).
 
-Version 1 (``N_OBS`` = 206):
+Version 2 (``N_OBS`` = 214; version 1 had 206: indices 0-25 and the hourly blocks, without 26-33):
 
 =======  ===================================  ===========================================================
 index    name                                 meaning (unit, scaling)
@@ -29,12 +29,24 @@ index    name                                 meaning (unit, scaling)
 21-23    night_end_enabled, _hours, _need     the same for the night end
 24       grid_limit                           grid_limit_kw / 20
 25       pv_kwp                               installed PV / 10 (0 when only measured)
-26-61    import_h0..35                        mean import price of each coming hour, EUR/kWh
-62-97    export_h0..35                        mean export price of each coming hour, EUR/kWh
-98-133   known_h0..35                         share of that hour whose price is known (0..1)
-134-169  pv_h0..35                            PV forecast of each coming hour, kW / 10
-170-205  load_h0..35                          load forecast of each coming hour, kW / 10
+26       import_rank_24h                      share of the known intervals of the next 24 h cheaper than now
+27       cheaper_h_endpoint                   hours of known intervals before the endpoint cheaper than now / 10
+28       cheaper_h_night_end                  the same before the night end
+29       import_above_min_24h                 import now - cheapest known import of the next 24 h, EUR/kWh
+30       import_below_max_24h                 dearest known import of the next 24 h - import now, EUR/kWh
+31       export_rank_24h                      share of the known intervals of the next 24 h paying more export
+32       export_over_buy_back_24h             export now - cheapest known import of the next 24 h, EUR/kWh
+33       pv_surplus_24h                       forecast PV surplus (PV - load > 0) of the next 24 h, kWh / 10
+34-69    import_h0..35                        mean import price of each coming hour, EUR/kWh
+70-105   export_h0..35                        mean export price of each coming hour, EUR/kWh
+106-141  known_h0..35                         share of that hour whose price is known (0..1)
+142-177  pv_h0..35                            PV forecast of each coming hour, kW / 10
+178-213  load_h0..35                          load forecast of each coming hour, kW / 10
 =======  ===================================  ===========================================================
+
+Why 26-33 (version 2): a battery earns by charging in the cheapest hours before it needs the energy and
+discharging in the dearest; an MLP finds rankings among 36 hourly prices hard to learn from a year of data.
+The rule controller and the MPC rank prices explicitly; these columns give the policy the same view.
 
 Unknown prices (day-ahead not yet published) are filled with the mean of the known ones and flagged by
 ``known_h*``. "Hour j" is the j-th block of 60 minutes starting at the interval being decided.
@@ -47,7 +59,7 @@ import pandas as pd
 
 from dwars.policy.base import Forecasts, Home, State
 
-OBS_VERSION = 1
+OBS_VERSION = 2
 HOURS_AHEAD = 36
 NO_DEADLINE_HOURS = 1.5  # value of *_hours (in days) when no deadline of that kind is in the horizon
 _STATIC = [
@@ -55,6 +67,8 @@ _STATIC = [
     "hour_sin", "hour_cos", "doy_sin", "doy_cos", "weekday_sin", "weekday_cos", "spread", "exports_for_trading",
     "wear", "import_now", "export_now", "endpoint_enabled", "endpoint_hours", "endpoint_need",
     "night_end_enabled", "night_end_hours", "night_end_need", "grid_limit", "pv_kwp",
+    "import_rank_24h", "cheaper_h_endpoint", "cheaper_h_night_end", "import_above_min_24h", "import_below_max_24h",
+    "export_rank_24h", "export_over_buy_back_24h", "pv_surplus_24h",
 ]
 OBSERVATION_NAMES: tuple[str, ...] = (
     *_STATIC,
@@ -157,6 +171,7 @@ def features(
                             out=np.zeros((rows, 1)), where=n_known > 0)
     imp = np.where(known > 0, import_price, fill)
     exp = np.where(known > 0, export_price, fill_export)
+    _price_structure(out, import_price, export_price, known, pv_kw, load_kw, minutes, endpoint, night_end)
     start = len(_STATIC)
     out[:, start:start + HOURS_AHEAD] = _hourly_blocks(imp, per_hour)[0]
     out[:, start + HOURS_AHEAD:start + 2 * HOURS_AHEAD] = _hourly_blocks(exp, per_hour)[0]
@@ -164,6 +179,37 @@ def features(
     out[:, start + 3 * HOURS_AHEAD:start + 4 * HOURS_AHEAD] = _hourly_blocks(pv_kw, per_hour)[0] / 10.0
     out[:, start + 4 * HOURS_AHEAD:start + 5 * HOURS_AHEAD] = _hourly_blocks(load_kw, per_hour)[0] / 10.0
     return out.astype(np.float32)
+
+
+def _price_structure(out: np.ndarray, import_price: np.ndarray, export_price: np.ndarray, known: np.ndarray,
+                     pv_kw: np.ndarray, load_kw: np.ndarray, minutes: int,
+                     endpoint: tuple[np.ndarray, np.ndarray] | None,
+                     night_end: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """Columns 26-33 (see the module table), in place, for B rows at once."""
+    width = import_price.shape[1]
+    dt_h = minutes / 60.0
+    day = min(width, round(24 / dt_h))
+    imp, exp, ok = import_price[:, :day], export_price[:, :day], known[:, :day] > 0
+    n_ok = np.maximum(ok.sum(axis=1), 1)
+    now_imp, now_exp = import_price[:, :1], export_price[:, :1]
+    cheaper = ok & (imp < now_imp - 1e-9)
+    out[:, 26] = cheaper.sum(axis=1) / n_ok
+    columns = np.arange(width)[None, :]
+    for col, deadline in ((27, endpoint), (28, night_end)):
+        if deadline is None:
+            out[:, col] = 0.0
+            continue
+        steps = np.where(np.isfinite(deadline[0]), np.nan_to_num(deadline[0]) / dt_h, 0.0)[:, None]
+        before = (columns < steps) & (known > 0) & (import_price < now_imp - 1e-9)
+        out[:, col] = before.sum(axis=1) * dt_h / 10.0
+    lo = np.where(ok, imp, np.inf).min(axis=1)
+    hi = np.where(ok, imp, -np.inf).max(axis=1)
+    any_ok = ok.any(axis=1)
+    out[:, 29] = np.where(any_ok, now_imp[:, 0] - lo, 0.0)
+    out[:, 30] = np.where(any_ok, hi - now_imp[:, 0], 0.0)
+    out[:, 31] = (ok & (exp > now_exp + 1e-9)).sum(axis=1) / n_ok
+    out[:, 32] = np.where(any_ok, now_exp[:, 0] - lo, 0.0)
+    out[:, 33] = np.clip(pv_kw[:, :day] - load_kw[:, :day], 0.0, None).sum(axis=1) * dt_h / 10.0
 
 
 def with_soc(obs: np.ndarray, soc: float | np.ndarray) -> np.ndarray:
