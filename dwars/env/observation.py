@@ -116,7 +116,7 @@ def _hourly_blocks(values: np.ndarray, per_hour: int, known: np.ndarray | None =
 
 def features(
     base: np.ndarray,
-    times_local: pd.DatetimeIndex,
+    times_local: pd.DatetimeIndex | pd.Timestamp,
     import_price: np.ndarray,
     export_price: np.ndarray,
     price_known: np.ndarray,
@@ -131,7 +131,7 @@ def features(
     Parameters
     ----------
     base : output of :func:`home_features` (N_OBS,).
-    times_local : the B interval starts on the local clock.
+    times_local : the B interval starts on the local clock (or one Timestamp: B = 1).
     import_price, export_price : (B, H) prices from each interval on, EUR/kWh (anything where unknown).
     price_known : (B, H) 1 where the price is known at that interval, else 0.
     pv_kw, load_kw : (B, H) forecasts, kW.
@@ -143,11 +143,15 @@ def features(
     (B, N_OBS) float32. Column ``soc`` holds 0 and the ``*_need`` columns hold the TARGET soc: call
     :func:`with_soc` to complete them for the actual energy.
     """
-    rows = len(times_local)
+    if isinstance(times_local, pd.Timestamp):  # one interval (runtime): skip pandas' index machinery
+        hour = np.array([times_local.hour + times_local.minute / 60.0])
+        doy, weekday = np.array([times_local.day_of_year - 1]), np.array([times_local.day_of_week])
+    else:
+        hour = times_local.hour.to_numpy() + times_local.minute.to_numpy() / 60.0
+        doy = times_local.day_of_year.to_numpy() - 1
+        weekday = times_local.day_of_week.to_numpy()
+    rows = len(hour)
     out = np.repeat(base[None, :], rows, axis=0)
-    hour = times_local.hour.to_numpy() + times_local.minute.to_numpy() / 60.0
-    doy = times_local.day_of_year.to_numpy() - 1
-    weekday = times_local.day_of_week.to_numpy()
     two_pi = 2.0 * np.pi
     out[:, 7], out[:, 8] = np.sin(two_pi * hour / 24), np.cos(two_pi * hour / 24)
     out[:, 9], out[:, 10] = np.sin(two_pi * doy / 365.25), np.cos(two_pi * doy / 365.25)
@@ -247,6 +251,6 @@ def build_observation(state: State, forecasts: Forecasts, home: Home) -> np.ndar
                           ("night_end", home.installation.goals.night_end_soc_pct is not None)):
         found = next_deadline(forecasts, kind, minutes) if enabled else None
         goals.append(None if found is None else (np.array([found[0]]), np.array([found[1]])))
-    local = pd.DatetimeIndex([state.time]).tz_convert(home.timezone)
+    local = pd.Timestamp(state.time).tz_convert(home.timezone)
     obs = features(home_features(home, minutes), local, imp, exp, known, pv, load, minutes, goals[0], goals[1])[0]
     return with_soc(obs, state.energy_kwh / home.battery.capacity_kwh)
