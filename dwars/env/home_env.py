@@ -122,9 +122,9 @@ class HomeEnergyEnv(gym.Env):
         allowed actions: those the safety shield accepts unchanged (MaskablePPO uses them).
 
     Observation Space
-        ``Box(206,)`` float32, layout version ``OBS_VERSION`` = 1, documented index by index in
+        ``Box(214,)`` float32, layout version ``OBS_VERSION`` = 2, documented index by index in
         :mod:`dwars.env.observation` (SoC, installation, clock, spread, prices per hour ahead and whether they
-        are known, PV and load forecasts, time and energy to the next endpoint and night end).
+        are known, PV and load forecasts, time and energy to the next endpoint and night end, price ranks).
 
     Rewards
         ``-(energy cost + wear)`` of the interval in EUR (:mod:`dwars.env.dispatch`). The last step of an
