@@ -448,17 +448,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     stats = ObsStats.load(run / "obs_stats.npz")
     figures = json.loads((run / "train.json").read_text(encoding="utf-8")) if (run / "train.json").exists() else {}
     meta = {"model": args.model, "training": json.dumps(figures.get("ppo", {})), "seed": str(figures.get("seed", ""))}
-    out = export_policy(model, args.out, obs_mean=stats.mean, obs_var=stats.var, clip_obs=stats.clip, metadata=meta)
+    final = Path(args.out)
+    # Written beside the target first: a file that fails the parity check never replaces a working policy.
+    out = export_policy(model, final.with_name(f".{final.name}.candidate"), obs_mean=stats.mean, obs_var=stats.var,
+                        clip_obs=stats.clip, metadata=meta)
     rng = np.random.default_rng(0)
     sample = stats.mean + np.sqrt(stats.var) * rng.standard_normal((10_000, len(stats.mean))).astype(np.float32)
     check = parity(model, out, sample.astype(np.float32), obs_mean=stats.mean, obs_var=stats.var,
                    clip_obs=stats.clip)
-    console.print(f"wrote [bold]{out}[/bold]: torch vs onnxruntime over {check['n']} observations: max |logit "
-                  f"difference| {check['max_abs_logit_diff']:.1e}, same action {check['action_agreement']:.2%}")
     # The contract: the same action everywhere and logits within 1e-5. Both sides get bit-identical normalised
-    # inputs (normalize_obs mirrors the graph), so what remains is the matrix products' float32 rounding.
+    # inputs (normalize_obs mirrors the graph) and run the network in float64 (see dwars.training.export).
     if check["action_agreement"] < 1.0 or check["max_abs_logit_diff"] >= 1e-5:
-        raise DwarsError("export parity failed: the ONNX model does not reproduce the trained policy")
+        out.unlink(missing_ok=True)
+        raise DwarsError(f"export parity failed: max |logit difference| {check['max_abs_logit_diff']:.1e}, same "
+                         f"action {check['action_agreement']:.2%}; {final} was left as it was")
+    out.replace(final)
+    console.print(f"wrote [bold]{final}[/bold]: torch vs onnxruntime over {check['n']} observations: max |logit "
+                  f"difference| {check['max_abs_logit_diff']:.1e}, same action {check['action_agreement']:.2%}")
     return 0
 
 
