@@ -124,8 +124,6 @@ class OnnxActor(torch.nn.Module):
                  clip_obs: float = 10.0, epsilon: float = 1e-8) -> None:
         super().__init__()
         policy = _policy_of(model)
-        self.observation_space = policy.observation_space
-        self.normalize_images = bool(policy.normalize_images)
         if not isinstance(policy.observation_space, spaces.Box):
             raise ValueError(f"the policy's observation space is {policy.observation_space}, dwars needs a Box")
         self.features_extractor = copy.deepcopy(policy.pi_features_extractor).cpu().double()
