@@ -43,6 +43,17 @@ def test_profiles_scale_the_spread_and_inkoop_only_never_exports() -> None:
         tariff.spread("bold")
 
 
+def test_solar_spread_is_the_profile_scaled_base_margin() -> None:
+    # Refilling from own PV pays no purchase fee and earns the feed-in fee on both sides: only the margin remains.
+    tariff = Tariff(base_margin_eur_per_kwh=0.05, purchase_fee_eur_per_kwh=0.03, feed_in_fee_eur_per_kwh=-0.01)
+    assert tariff.spread("gemiddeld") == pytest.approx(0.09)
+    assert tariff.solar_spread("gemiddeld") == pytest.approx(0.05)
+    assert tariff.solar_spread("rustig") == pytest.approx(0.075)
+    assert tariff.solar_spread("maximaal") == pytest.approx(0.025)
+    with pytest.raises(ConfigError, match="strategy.profile = 'bold'"):
+        tariff.solar_spread("bold")
+
+
 def test_import_and_export_formulas() -> None:
     tariff = Tariff(purchase_fee_eur_per_kwh=0.02, feed_in_fee_eur_per_kwh=-0.01, vat_pct=21)
     t = at("2024-06-01 12:00")
