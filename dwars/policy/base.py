@@ -116,12 +116,15 @@ class Forecasts:
 
     def deadline_steps(self, minutes: int) -> list[tuple[int, Deadline]]:
         """(k, deadline) pairs: the goal applies to the energy at the END of forecast interval k."""
+        if not self.deadlines:
+            return []
         step = pd.Timedelta(minutes=minutes)
+        start, horizon = self.times[0], len(self.times)  # hoisted: indexing a DatetimeIndex boxes a Timestamp
         out = []
         for d in self.deadlines:
-            k = int((d.time - self.times[0]) / step) - 1
-            if 0 <= k < self.horizon:
-                out.append((k, d))
+            k = (d.time - start) // step - 1
+            if 0 <= k < horizon:
+                out.append((int(k), d))
         return out
 
 

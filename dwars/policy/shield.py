@@ -137,6 +137,8 @@ class Shield:
         self.home = home
         self.pv_factor = pv_factor
         self.load_factor = load_factor
+        self._grid_spread = home.spread_eur_per_kwh  # fixed per home; looked up for every action of every mask
+        self._solar_spread = home.solar_spread_eur_per_kwh
         self._warned: set[pd.Timestamp] = set()
 
     # -- the shared predicate ---------------------------------------------------------------------------
@@ -228,7 +230,7 @@ class Shield:
     def _spread(self, buy_back_from: str) -> float:
         """The spread an export must beat (EUR/kWh): the full one against grid buy-back, the base margin
         against own PV (``Tariff.solar_spread``)."""
-        return self.home.solar_spread_eur_per_kwh if buy_back_from == "pv" else self.home.spread_eur_per_kwh
+        return self._solar_spread if buy_back_from == "pv" else self._grid_spread
 
     def _stale(self, state: State, forecasts: Forecasts) -> str | None:
         if not np.isfinite(state.energy_kwh):
@@ -322,7 +324,7 @@ class Shield:
         floor = self._goal_floor(ctx)
         if max(self._energy_after(ctx, Mode.MSC, 0.0), ctx.energy_kwh) < floor:
             return True  # forced by a goal
-        spread = self.home.spread_eur_per_kwh
+        spread = self._grid_spread
         return ctx.later_value is not None and ctx.later_value - ctx.import_now >= spread - 1e-9
 
     # -- public API -------------------------------------------------------------------------------------
