@@ -116,9 +116,9 @@ class _Context:
     required_deadline: Deadline | None = None
     goal_level_kwh: float = 0.0
     best_energy_kwh: float = 0.0
-    msc_path_kwh: np.ndarray | None = None  # expected MSC energy change, cumulative over intervals 1..k
-    msc_path_max_kwh: np.ndarray | None = None  # its running maximum
-    msc_path_min_kwh: np.ndarray | None = None  # its running minimum
+    # Expected MSC energy change, cumulative over the intervals 1..k: its running maximum and minimum.
+    msc_path_max_kwh: np.ndarray | None = None
+    msc_path_min_kwh: np.ndarray | None = None
     surplus_export_eur_per_kwh: np.ndarray | None = None  # export price where a PV surplus is expected, else -inf
     numbers: dict[str, Any] = field(default_factory=dict)
 
@@ -186,9 +186,9 @@ class Shield:
         net = pv - load
         delta = np.where(net > 0, b.efficiency_one_way * np.minimum(net, b.max_charge_kw) * dt,
                          -np.minimum(-net, b.max_discharge_kw) * dt / b.efficiency_one_way)
-        ctx.msc_path_kwh = np.cumsum(delta)
-        ctx.msc_path_max_kwh = np.maximum.accumulate(ctx.msc_path_kwh)  # sorted: searchsorted finds "full"
-        ctx.msc_path_min_kwh = np.minimum.accumulate(ctx.msc_path_kwh)
+        path = np.cumsum(delta)
+        ctx.msc_path_max_kwh = np.maximum.accumulate(path)  # sorted: searchsorted finds "full"
+        ctx.msc_path_min_kwh = np.minimum.accumulate(path)
         ctx.surplus_export_eur_per_kwh = np.where(net > 0, np.asarray(exp, dtype=float), -np.inf)
 
     def _pv_refill_price(self, ctx: _Context, energy_after_kwh: float) -> float | None:

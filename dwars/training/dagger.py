@@ -52,7 +52,9 @@ def dagger_round(model: MaskablePPO, normalise: Any, env: HomeEnergyEnv, experts
         obs, _ = env.reset(seed=int(rng.integers(1 << 31)))
         data = env.data
         assert data is not None
-        expert = experts.get(id(data)) or experts.setdefault(id(data), Expert(data, kind))
+        if id(data) not in experts:  # one expert (MPC + forecaster) per episode table, built once
+            experts[id(data)] = Expert(data, kind)
+        expert = experts[id(data)]
         done = False
         while not done and len(labels) < n_states:
             labels.append(expert.action(env._i, env._energy))
