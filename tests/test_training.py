@@ -76,3 +76,23 @@ def test_expert_charges_when_the_endpoint_demands_it(june_15: Scenario, home_ins
     i = int(np.flatnonzero(scn.index.tz_convert("Europe/Amsterdam").hour == 15)[0])  # 15:00, endpoint 17:00 at 90 %
     mode, _ = ACTIONS[expert.action(i, home_inst.battery.reserve_kwh)]
     assert mode == Mode.IMPORT  # from the reserve, only charging now keeps the 90 % endpoint reachable
+
+
+def test_critic_warmup_moves_the_value_function_not_the_policy(tmp_path: Path, june_15: Scenario,
+                                                                home_inst: Installation) -> None:
+    import torch
+
+    scn = june_15.to_resolution(60)
+    hyper = small_hyper()
+    hyper["bc"]["epochs"] = 2
+    hyper["ppo"]["critic_warmup_steps"] = 256
+    result = train([scn], [home_inst], tmp_path / "run", hyper, total_timesteps=0)
+    cloned = MaskablePPO.load(tmp_path / "run" / "model_bc.zip", device="cpu").policy
+    warmed = result.model.policy
+    for name in ("action_net", "mlp_extractor.policy_net"):  # the cloned policy is untouched ...
+        for a, b in zip(cloned.get_submodule(name).parameters(), warmed.get_submodule(name).parameters(), strict=True):
+            assert torch.equal(a, b), name
+    moved = [not torch.equal(a, b) for a, b in zip(cloned.value_net.parameters(), warmed.value_net.parameters(),
+                                                    strict=True)]
+    assert any(moved)  # ... while the critic learned
+    assert result.figures["critic_warmup"]["timesteps"] == 256

@@ -237,6 +237,16 @@ def train(
                 figures["dagger"] = _dagger(model, stats, scenarios, installations, cache, obs, actions, dagger_h,
                                             int(env_h["episode_days"]), bc_h, seed)
                 model.save(folder / "model_dagger.zip")
+    warmup = 0 if resume else int(ppo_h.get("critic_warmup_steps", 0))
+    if warmup > 0:  # fit the value function to the cloned policy before PPO may move the policy
+        t_w = time.perf_counter()
+        actor = [*model.policy.mlp_extractor.policy_net.parameters(), *model.policy.action_net.parameters()]
+        for p in actor:
+            p.requires_grad_(False)
+        model.learn(total_timesteps=warmup, progress_bar=progress_bar)
+        for p in actor:
+            p.requires_grad_(True)
+        figures["critic_warmup"] = {"timesteps": warmup, "wall_s": time.perf_counter() - t_w}
     if steps > 0:
         t2 = time.perf_counter()
         every = max(int(train_h["checkpoint_every"]) // venv.num_envs, 1)
