@@ -16,7 +16,7 @@ from dwars.training.train import ObsStats, default_hyperparameters, train
 def small_hyper() -> dict:
     hyper = default_hyperparameters()
     hyper["env"].update(n_envs=4, episode_days=2)
-    hyper["ppo"].update(n_steps=64, batch_size=128, net_arch=[64, 64])
+    hyper["ppo"].update(n_steps=64, batch_size=128, net_arch=[64, 64], critic_warmup_steps=0)
     hyper["bc"].update(epochs=30, batch_size=64)
     return hyper
 
