@@ -119,6 +119,7 @@ class _Context:
     # Expected MSC energy change, cumulative over the intervals 1..k: its running maximum and minimum.
     msc_path_max_kwh: np.ndarray | None = None
     msc_path_min_kwh: np.ndarray | None = None
+    no_export_full_step: int = 0  # first interval the battery is full without exporting now (house deficit only)
     surplus_export_eur_per_kwh: np.ndarray | None = None  # export price where a PV surplus is expected, else -inf
     numbers: dict[str, Any] = field(default_factory=dict)
 
@@ -190,6 +191,9 @@ class Shield:
         ctx.msc_path_max_kwh = np.maximum.accumulate(path)  # sorted: searchsorted finds "full"
         ctx.msc_path_min_kwh = np.minimum.accumulate(path)
         ctx.surplus_export_eur_per_kwh = np.where(net > 0, np.asarray(exp, dtype=float), -np.inf)
+        no_export_kwh = self._energy_after(ctx, Mode.EXPORT, self._house_deficit_kw(ctx))
+        ctx.no_export_full_step = int(np.searchsorted(ctx.msc_path_max_kwh, b.capacity_kwh - TOL_KWH - no_export_kwh,
+                                                      side="left"))
 
     def _pv_refill_price(self, ctx: _Context, energy_after_kwh: float) -> float | None:
         """Price of the own PV that replaces energy exported now (EUR/kWh), or None when it cannot.
@@ -211,8 +215,7 @@ class Shield:
             return None
         if f > 0 and energy_after_kwh + float(ctx.msc_path_min_kwh[f - 1]) <= b.reserve_kwh + TOL_KWH:
             return None
-        no_export_kwh = self._energy_after(ctx, Mode.EXPORT, self._house_deficit_kw(ctx))
-        f0 = int(np.searchsorted(ctx.msc_path_max_kwh, full_kwh - no_export_kwh, side="left"))  # <= f
+        f0 = ctx.no_export_full_step  # <= f: the higher, no-export path fills first
         price = float(np.max(ctx.surplus_export_eur_per_kwh[f0: f + 1]))
         return price if np.isfinite(price) else None
 

@@ -39,15 +39,15 @@ def year_scenarios(inst: Installation, data_dir: str | Path, years: list[int], m
         prices = _prices_file(folder, year)
         if not weather.exists():
             raise DataError(f"{weather}: not found (data_dir = {folder})")
+        stand_in = WEATHER_STAND_IN_YEAR
+        sky = None if year in WEATHER_YEARS else build_scenario(  # only its weather is used: once per year
+            inst, [_prices_file(folder, stand_in)], f"{stand_in}-01-02", f"{stand_in + 1}-01-01", minutes,
+            weather=weather, fill="hold")
         for load in annual_loads_kwh:
-            if year in WEATHER_YEARS:
+            if sky is None:
                 out.append(build_scenario(inst, [prices], f"{year}-01-02", f"{year + 1}-01-01", minutes,
                                           weather=weather, annual_load_kwh=load, fill="hold"))
                 continue
-            stand_in = WEATHER_STAND_IN_YEAR
-            sky = build_scenario(inst, [_prices_file(folder, stand_in)], f"{stand_in}-01-02",
-                                 f"{stand_in + 1}-01-01", minutes, weather=weather, annual_load_kwh=load,
-                                 fill="hold")
             own = build_scenario(inst, [prices], f"{year}-01-02", f"{year + 1}-01-01", minutes, pv="none",
                                  annual_load_kwh=load, fill="hold")
             if len(own.frame) != len(sky.frame):
