@@ -5,8 +5,9 @@
 The policy is ``dwars/policy/models/default.onnx`` when it exists (or ``--policy FILE``); otherwise, or with
 ``--fresh``, a freshly initialised MaskablePPO with net_arch [256, 256] exported by
 :func:`dwars.training.export.export_policy` (with observation statistics, so normalisation is in the graph).
-Timed, after a warm-up: ``OnnxPolicyController.logits`` on one observation (1, N_OBS) and the full ``decide()``
-(``build_observation`` + onnxruntime + the Decision) on real 2024 forecasts at 15 minutes for
+Timed, after a warm-up: ``OnnxPolicyController.logits`` on one observation (1, N_OBS), the MPC plan the policy
+refines (``PlanAdvisor.advise``: one LP solve), ``build_observation``, and the full ``decide()`` (plan +
+observation + shield mask + onnxruntime + the Decision) on real 2024 forecasts at 15 minutes for
 examples/home.toml, at random intervals and SoC. ``runtime_training_imports`` lists the torch /
 stable-baselines3 / sb3-contrib / gymnasium modules that importing the runtime modules loads in a fresh
 interpreter: it must be empty, since the Pi installs ``dwars[runtime]`` only.
@@ -31,12 +32,13 @@ from dwars.data.io import sample_path
 from dwars.data.scenario import Scenario, build_scenario
 from dwars.env.forecast import Forecaster
 from dwars.env.observation import N_OBS, build_observation
+from dwars.policy.advisor import PlanAdvisor
 from dwars.policy.base import Home, State
 from dwars.policy.rl import DEFAULT_POLICY, OnnxPolicyController
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_IMPORTS = ("dwars.policy.rl, dwars.policy.shield, dwars.policy.rule, dwars.policy.mpc, dwars.env.forecast, "
-                   "dwars.env.dispatch")
+RUNTIME_IMPORTS = ("dwars.policy.rl, dwars.policy.advisor, dwars.policy.shield, dwars.policy.rule, dwars.policy.mpc, "
+                   "dwars.env.forecast, dwars.env.dispatch")
 TRAINING_PACKAGES = ("torch", "stable_baselines3", "sb3_contrib", "gymnasium")
 
 
@@ -97,23 +99,28 @@ def main() -> None:
         forecaster = Forecaster(scn, home, seed=0)
         rng = np.random.default_rng(0)
         b = home.battery
+        advisor = PlanAdvisor(home)
         cases = []
         for i in rng.integers(0, len(scn.frame) - 200, 200):
             energy = float(rng.uniform(b.reserve_kwh, b.capacity_kwh))
             state = State(scn.index[i], 15, energy, 100 * energy / b.capacity_kwh)
             forecasts = forecaster.at(int(i))
-            cases.append((state, forecasts, build_observation(state, forecasts, home)[None, :]))
-        for state, forecasts, obs in cases[:50]:  # warm-up
+            columns = advisor.advise(state, forecasts)[1]
+            cases.append((state, forecasts, columns, build_observation(state, forecasts, home, columns)[None, :]))
+        for state, forecasts, _, obs in cases[:50]:  # warm-up
             controller.logits(obs)
             controller.decide(state, forecasts)
-        logits_s, observation_s, decide_s = [], [], []
+        logits_s, plan_s, observation_s, decide_s = [], [], [], []
         for k in range(args.n):
-            state, forecasts, obs = cases[k % len(cases)]
+            state, forecasts, columns, obs = cases[k % len(cases)]
             t0 = time.perf_counter()
             controller.logits(obs)
             logits_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            build_observation(state, forecasts, home)
+            advisor.advise(state, forecasts)
+            plan_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            build_observation(state, forecasts, home, columns)
             observation_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             controller.decide(state, forecasts)
@@ -123,8 +130,9 @@ def main() -> None:
         "n": args.n,
         "minutes": 15,
         "onnx_logits_one_obs": percentiles(logits_s),
+        "plan_lp_solve": percentiles(plan_s),
         "build_observation": percentiles(observation_s),
-        "decide_incl_build_observation": percentiles(decide_s),
+        "decide_incl_plan_observation_mask": percentiles(decide_s),
         "runtime_training_imports": imports,
         "runtime_imports_ok": not imports,
     })

@@ -135,6 +135,8 @@ def test_controller_decides_as_torch_predicts(trained: tuple[Any, Any], exported
                                               week_60: Scenario, home: Home) -> None:
     import torch
 
+    from dwars.env.modes import action_power_kw
+    from dwars.policy.advisor import PlanAdvisor
     from dwars.policy.rl import decode_action
     from dwars.training.export import normalize_obs, parity
 
@@ -149,13 +151,15 @@ def test_controller_decides_as_torch_predicts(trained: tuple[Any, Any], exported
             state = State(week_60.index[i], week_60.minutes, energy, 100.0 * energy / b.capacity_kwh)
             forecasts = forecaster.at(i)
             decision = controller.decide(state, forecasts)
-            obs = build_observation(state, forecasts, home)
-            with torch.no_grad():  # torch's log-probabilities, decoded as the controller decodes (mask, mode)
+            plan, columns = PlanAdvisor(home).advise(state, forecasts)
+            obs = build_observation(state, forecasts, home, columns)
+            with torch.no_grad():  # torch's log-probabilities, decoded as the controller decodes
                 tensor = model.policy.obs_to_tensor(normalize_obs(obs, **stats))[0]
                 logprobs = model.policy.get_distribution(tensor).distribution.logits.numpy()[0]
-            action = decode_action(logprobs, controller.shield.mask(state, forecasts))
+            action = decode_action(logprobs)
             want = action_to_decision(action, b.max_charge_kw, b.max_discharge_kw)
-            assert (decision.mode, decision.power_kw) == (want.mode, want.power_kw), (i, share, action)
+            power = action_power_kw(action, b.max_charge_kw, b.max_discharge_kw, plan)  # the plan's kW on its step
+            assert (decision.mode, decision.power_kw) == (want.mode, power), (i, share, action)
             observations.append(obs)
             seen.add(action)
     result = parity(model, exported, np.asarray(observations), **stats)

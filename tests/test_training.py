@@ -96,3 +96,34 @@ def test_critic_warmup_moves_the_value_function_not_the_policy(tmp_path: Path, j
                                                     strict=True)]
     assert any(moved)  # ... while the critic learned
     assert result.figures["critic_warmup"]["timesteps"] == 256
+
+
+def test_plan_labels_teach_the_policy_to_follow_the_plan(tmp_path: Path, june_15: Scenario,
+                                                         home_inst: Installation) -> None:
+    """Behaviour cloning on the plan's steps: on days it never saw, the policy mostly chooses the plan's step."""
+    import pytest
+
+    from dwars.env.home_env import EpisodeData
+    from dwars.env.modes import decision_to_action
+    from dwars.env.observation import I_PLAN, N_PLAN
+    from dwars.training.train import oracle_demonstrations
+
+    scn = june_15.to_resolution(60)
+    data = EpisodeData(scn, home_inst, 0, {})
+    with pytest.raises(ValueError, match="bc.labels = 'best'"):
+        oracle_demonstrations(data, scn, labels="best")
+    hyper = small_hyper()
+    hyper["bc"].update(labels="plan", sample_share=0.6, epochs=60)
+    result = train([scn], [home_inst], tmp_path / "run", hyper, total_timesteps=0)
+    env = HomeEnergyEnv(scn, home_inst, episode_days=2)
+    obs, _ = env.reset(seed=0, options={"start_day": "2024-06-20"})
+    b = home_inst.battery
+    agree, done, steps = 0, False, 0
+    while not done:
+        assert env._advice is not None and obs[I_PLAN:I_PLAN + N_PLAN].any()
+        plan_action = decision_to_action(env._advice, b.max_charge_kw, b.max_discharge_kw)
+        action, _ = result.model.predict(result.stats.normalise(obs), deterministic=True)
+        agree += int(action) == plan_action
+        obs, _, _, done, _ = env.step(int(action))
+        steps += 1
+    assert agree >= 0.8 * steps, (agree, steps)

@@ -14,8 +14,8 @@ from dwars.config import Installation
 from dwars.data.scenario import Scenario
 from dwars.env.dispatch import simulate_interval, terminal_value_eur_per_kwh
 from dwars.env.goals import deadlines
-from dwars.env.modes import ACTION_FRACTION, ACTION_MODES, N_ACTIONS, Mode
-from dwars.env.observation import N_OBS, OBS_VERSION, features, home_features, with_soc
+from dwars.env.modes import ACTION_MODES, N_ACTIONS, Decision, action_power_kw
+from dwars.env.observation import N_OBS, OBS_VERSION, features, home_features, with_plan, with_soc
 from dwars.policy.base import Home, State
 
 Randomizer = Callable[[np.random.Generator, Installation], Installation]
@@ -56,6 +56,17 @@ class EpisodeData:
         self.forecaster = Forecaster(scenario, self.home, seed=seed, **forecast_options)
         self.shield = Shield(self.home)
         self.obs = self._observations(self.forecaster)
+        self._advisor: Any = None
+
+    def advise(self, i: int, energy_kwh: float) -> tuple[Decision, np.ndarray]:
+        """The MPC's decision and plan columns at interval ``i`` from ``energy_kwh`` (one LP solve)."""
+        if self._advisor is None:
+            from dwars.policy.advisor import PlanAdvisor
+
+            self._advisor = PlanAdvisor(self.home)
+        state = State(self.scenario.index[i], self.minutes, energy_kwh,
+                      100.0 * energy_kwh / self.home.battery.capacity_kwh)
+        return self._advisor.advise(state, self.forecaster.at(i))
 
     def _observations(self, forecaster: Any, chunk: int = 4096) -> np.ndarray:
         """Observation rows for every interval, from the forecaster's batch API (in chunks, to bound memory)."""
@@ -122,9 +133,12 @@ class HomeEnergyEnv(gym.Env):
         allowed actions: those the safety shield accepts unchanged (MaskablePPO uses them).
 
     Observation Space
-        ``Box(214,)`` float32, layout version ``OBS_VERSION`` = 2, documented index by index in
+        ``Box(226,)`` float32, layout version ``OBS_VERSION`` = 3, documented index by index in
         :mod:`dwars.env.observation` (SoC, installation, clock, spread, prices per hour ahead and whether they
-        are known, PV and load forecasts, time and energy to the next endpoint and night end, price ranks).
+        are known, PV and load forecasts, time and energy to the next endpoint and night end, price ranks, and
+        the MPC's plan from this state: one LP solve per step, :class:`~dwars.policy.advisor.PlanAdvisor`).
+        An IMPORT/EXPORT action on the step the plan's power rounds to carries out the plan's exact power
+        (:func:`~dwars.env.modes.action_power_kw`).
 
     Rewards
         ``-(energy cost + wear)`` of the interval in EUR (:mod:`dwars.env.dispatch`). The last step of an
@@ -196,6 +210,7 @@ class HomeEnergyEnv(gym.Env):
         self.data: EpisodeData | None = None
         self._i = self._start = self._end = 0
         self._energy = self._energy0 = 0.0
+        self._advice: Decision | None = None
 
     # -- episode set-up --------------------------------------------------------------------------------
     def _episode_data(self, scenario_index: int, inst: Installation) -> EpisodeData:
@@ -253,9 +268,12 @@ class HomeEnergyEnv(gym.Env):
         return 100.0 * self._energy / self.data.home.battery.capacity_kwh
 
     def _observation(self) -> np.ndarray:
+        """The observation at the current interval: the precomputed row, the SoC and the MPC's plan (which
+        :meth:`step` also uses: an action on the plan's step carries out the plan's exact power)."""
         assert self.data is not None
         i = min(self._i, len(self.data.obs) - 1)
-        return with_soc(self.data.obs[i].copy(), self._energy / self.data.home.battery.capacity_kwh)
+        self._advice, plan = self.data.advise(i, self._energy)
+        return with_plan(with_soc(self.data.obs[i].copy(), self._energy / self.data.home.battery.capacity_kwh), plan)
 
     def action_masks(self) -> np.ndarray:
         """Allowed actions (bool, length 10) from the safety shield (:mod:`dwars.policy.shield`), or all of
@@ -277,9 +295,9 @@ class HomeEnergyEnv(gym.Env):
         i = self._i
         b = data.home.battery
         mode = int(ACTION_MODES[a])
-        limit = b.max_charge_kw if mode == Mode.IMPORT else b.max_discharge_kw
+        power = action_power_kw(a, b.max_charge_kw, b.max_discharge_kw, self._advice)
         curtail = self.auto_curtail and data.export_price[i] < 0
-        r = simulate_interval(self._energy, mode, ACTION_FRACTION[a] * limit, data.pv_kw[i], data.load_kw[i],
+        r = simulate_interval(self._energy, mode, power, data.pv_kw[i], data.load_kw[i],
                               data.import_price[i], data.export_price[i], data.dt_h, b, data.home.grid_limit_kw,
                               curtail)
         energy_before = self._energy

@@ -16,6 +16,12 @@ max discharge power``. Its layout is part of the observation/action contract (``
 Why 5 % steps: the rolling MPC with its power rounded to 25 % steps (version 1: 10 actions) cost 80.40 EUR
 instead of 55.04 on the 2024 validation year of examples/home.toml; at 10 % 63.18, at 5 % 58.57, at 2 % 57.49.
 A battery often has to land on an exact energy level (a goal, the evening peak); coarse steps miss it.
+
+The policy picks a step, and a plan fills in the exact power: when the action has the MPC decision's mode and
+lies within one step of the step that decision rounds to (:func:`action_power_kw` with ``plan``), the MPC's exact
+kW are carried out; any other step is carried out as it is. Why a step either side: a policy cloned from the
+plan chose the plan's mode in 100 % of 1,500 sampled 2024 states but its exact step in 87 % (the rest one step
+off); each miss cost the plan's exact landing on a goal or a price edge.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ ACTIONS: tuple[tuple[Mode, float], ...] = (
 N_ACTIONS = len(ACTIONS)
 FIRST_IMPORT_ACTION = 2
 FIRST_EXPORT_ACTION = FIRST_IMPORT_ACTION + len(ACTION_FRACTIONS)
+#: An IMPORT/EXPORT action this many 5 % steps or fewer from the plan's step carries out the plan's exact power.
+PLAN_SNAP_STEPS = 1
 ACTION_MODES = np.array([int(m) for m, _ in ACTIONS], dtype=np.int8)
 ACTION_FRACTION = np.array([f for _, f in ACTIONS])
 
@@ -109,3 +117,19 @@ def decision_to_action(decision: Decision, max_charge_kw: float, max_discharge_k
     fraction = min(max(decision.power_kw / limit, ACTION_FRACTIONS[0]), 1.0) if limit > 0 else ACTION_FRACTIONS[0]
     step = int(np.argmin([abs(fraction - f) for f in ACTION_FRACTIONS]))
     return (FIRST_IMPORT_ACTION if decision.mode == Mode.IMPORT else FIRST_EXPORT_ACTION) + step
+
+
+def action_power_kw(action: int, max_charge_kw: float, max_discharge_kw: float, plan: Decision | None = None) -> float:
+    """Battery power (kW, >= 0) that a discrete action asks for (0 for MSC and HOLD).
+
+    With ``plan`` (the MPC's decision for this interval): when ``action`` has the plan's mode and lies within
+    :data:`PLAN_SNAP_STEPS` steps of the step the plan rounds to, the plan's exact power instead of the step.
+    """
+    mode, fraction = ACTIONS[int(action)]
+    if mode not in (Mode.IMPORT, Mode.EXPORT):
+        return 0.0
+    if plan is not None and plan.mode == mode:
+        planned = decision_to_action(plan, max_charge_kw, max_discharge_kw)
+        if abs(int(action) - planned) <= PLAN_SNAP_STEPS:
+            return float(plan.power_kw)
+    return fraction * (max_charge_kw if mode == Mode.IMPORT else max_discharge_kw)

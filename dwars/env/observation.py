@@ -4,7 +4,8 @@ The layout is a contract between the simulator (training), the exported ONNX mod
 ``OBS_VERSION`` changes whenever it changes. One vectorised core (:func:`features`) builds it, for one
 interval (runtime, evaluation) or for a whole episode at once (training).
 
-Version 2 (``N_OBS`` = 214; version 1 had 206: indices 0-25 and the hourly blocks, without 26-33):
+Version 3 (``N_OBS`` = 226; version 2 had 214, without the plan columns 34-45; version 1 206, also without
+26-33):
 
 =======  ===================================  ===========================================================
 index    name                                 meaning (unit, scaling)
@@ -37,16 +38,28 @@ index    name                                 meaning (unit, scaling)
 31       export_rank_24h                      share of the known intervals of the next 24 h paying more export
 32       export_over_buy_back_24h             export now - cheapest known import of the next 24 h, EUR/kWh
 33       pv_surplus_24h                       forecast PV surplus (PV - load > 0) of the next 24 h, kWh / 10
-34-69    import_h0..35                        mean import price of each coming hour, EUR/kWh
-70-105   export_h0..35                        mean export price of each coming hour, EUR/kWh
-106-141  known_h0..35                         share of that hour whose price is known (0..1)
-142-177  pv_h0..35                            PV forecast of each coming hour, kW / 10
-178-213  load_h0..35                          load forecast of each coming hour, kW / 10
+34-37    plan_msc, _hold, _import, _export    the MPC's decision for this interval, one-hot
+38       plan_battery                         the plan's battery power this interval / max power (charge +)
+39       plan_fraction                        the decision's power / max power of its direction (0..1)
+40       plan_curtail                         1 where the plan curtails PV this interval
+41-45    plan_soc_1h, _3h, _6h, _12h, _24h    planned soc (0..1) after 1, 3, 6, 12 and 24 hours
+46-81    import_h0..35                        mean import price of each coming hour, EUR/kWh
+82-117   export_h0..35                        mean export price of each coming hour, EUR/kWh
+118-153  known_h0..35                         share of that hour whose price is known (0..1)
+154-189  pv_h0..35                            PV forecast of each coming hour, kW / 10
+190-225  load_h0..35                          load forecast of each coming hour, kW / 10
 =======  ===================================  ===========================================================
 
 Why 26-33 (version 2): a battery earns by charging in the cheapest hours before it needs the energy and
 discharging in the dearest; an MLP finds rankings among 36 hourly prices hard to learn from a year of data.
 The rule controller and the MPC rank prices explicitly; these columns give the policy the same view.
+
+Why 34-45 (version 3): the policy refines a plan rather than replacing it. The receding-horizon LP of
+:mod:`dwars.policy.mpc` solves, on the same forecasts, what an MLP learns only roughly from 36 hourly prices
+(which hours are cheapest before which goal, how much energy each needs); the policy sees its decision and
+planned SoC path and learns, from the perfect-foresight oracle and then from the reward, where to follow it and
+where forecast errors and the shield make another action pay. These columns depend on the SoC, so they are
+filled per interval by :func:`with_plan` (:func:`features` leaves them 0), from :func:`plan_features`.
 
 Unknown prices (day-ahead not yet published) are filled with the mean of the known ones and flagged by
 ``known_h*``. "Hour j" is the j-th block of 60 minutes starting at the interval being decided.
@@ -59,8 +72,9 @@ import pandas as pd
 
 from dwars.policy.base import Forecasts, Home, State
 
-OBS_VERSION = 2
+OBS_VERSION = 3
 HOURS_AHEAD = 36
+PLAN_SOC_HOURS = (1, 3, 6, 12, 24)
 NO_DEADLINE_HOURS = 1.5  # value of *_hours (in days) when no deadline of that kind is in the horizon
 _STATIC = [
     "soc", "reserve", "capacity", "max_charge", "max_discharge", "round_trip_efficiency", "dt_h",
@@ -69,6 +83,8 @@ _STATIC = [
     "night_end_enabled", "night_end_hours", "night_end_need", "grid_limit", "pv_kwp",
     "import_rank_24h", "cheaper_h_endpoint", "cheaper_h_night_end", "import_above_min_24h", "import_below_max_24h",
     "export_rank_24h", "export_over_buy_back_24h", "pv_surplus_24h",
+    "plan_msc", "plan_hold", "plan_import", "plan_export", "plan_battery", "plan_fraction", "plan_curtail",
+    *(f"plan_soc_{h}h" for h in PLAN_SOC_HOURS),
 ]
 OBSERVATION_NAMES: tuple[str, ...] = (
     *_STATIC,
@@ -78,6 +94,8 @@ N_OBS = len(OBSERVATION_NAMES)
 I_SOC = 0
 I_ENDPOINT_NEED = OBSERVATION_NAMES.index("endpoint_need")
 I_NIGHT_END_NEED = OBSERVATION_NAMES.index("night_end_need")
+I_PLAN = OBSERVATION_NAMES.index("plan_msc")
+N_PLAN = len(PLAN_SOC_HOURS) + 7
 
 
 def home_features(home: Home, minutes: int) -> np.ndarray:
@@ -224,6 +242,37 @@ def with_soc(obs: np.ndarray, soc: float | np.ndarray) -> np.ndarray:
     return obs
 
 
+def plan_features(mode: int, power_kw: float, curtail: bool, battery_kw: float, energy_path_kwh: np.ndarray | None,
+                  energy_kwh: float, home: Home, minutes: int) -> np.ndarray:
+    """The plan columns 34-45 (N_PLAN,) from the MPC's decision and plan.
+
+    Parameters
+    ----------
+    mode, power_kw, curtail : the MPC's decision for this interval (:class:`~dwars.env.modes.Mode`, kW).
+    battery_kw : the plan's battery power this interval (charge positive), kW.
+    energy_path_kwh : planned energy at the END of each interval, kWh; None when there is no plan (then the SoC
+        path stays at the current energy).
+    energy_kwh : the battery's energy now, kWh.
+    """
+    b = home.battery
+    out = np.zeros(N_PLAN, dtype=np.float32)
+    out[int(mode)] = 1.0  # Mode: 0 MSC, 1 HOLD, 2 IMPORT, 3 EXPORT
+    out[4] = battery_kw / (b.max_charge_kw if battery_kw >= 0 else b.max_discharge_kw)
+    limit = b.max_charge_kw if int(mode) == 2 else b.max_discharge_kw
+    out[5] = power_kw / limit if int(mode) in (2, 3) else 0.0
+    out[6] = 1.0 if curtail else 0.0
+    path = np.asarray([energy_kwh] if energy_path_kwh is None or not len(energy_path_kwh) else energy_path_kwh)
+    steps = np.minimum(np.asarray(PLAN_SOC_HOURS) * 60 // minutes, len(path)) - 1
+    out[7:] = path[steps] / b.capacity_kwh
+    return out
+
+
+def with_plan(obs: np.ndarray, plan: np.ndarray) -> np.ndarray:
+    """Fill in the plan columns (from :func:`plan_features`) of an observation (in place; returns obs)."""
+    obs[..., I_PLAN:I_PLAN + N_PLAN] = plan
+    return obs
+
+
 def next_deadline(forecasts: Forecasts, kind: str, minutes: int) -> tuple[float, float] | None:
     """(hours until the end of the interval it applies to, target soc 0..1) of the first deadline of a kind."""
     for k, d in forecasts.deadline_steps(minutes):
@@ -232,8 +281,11 @@ def next_deadline(forecasts: Forecasts, kind: str, minutes: int) -> tuple[float,
     return None
 
 
-def build_observation(state: State, forecasts: Forecasts, home: Home) -> np.ndarray:
-    """The observation (N_OBS,) for one interval, as the runtime and the ONNX controller use it."""
+def build_observation(state: State, forecasts: Forecasts, home: Home, plan: np.ndarray | None = None) -> np.ndarray:
+    """The observation (N_OBS,) for one interval, as the runtime and the ONNX controller use it.
+
+    ``plan``: the plan columns (:func:`plan_features`; :class:`dwars.policy.advisor.PlanAdvisor` computes them);
+    None leaves them 0."""
     minutes = state.minutes
     # Full width always: beyond the forecasts (end of data) prices count as unknown and PV/load as 0 kW,
     # exactly as in the precomputed training rows.
@@ -253,4 +305,6 @@ def build_observation(state: State, forecasts: Forecasts, home: Home) -> np.ndar
         goals.append(None if found is None else (np.array([found[0]]), np.array([found[1]])))
     local = pd.Timestamp(state.time).tz_convert(home.timezone)
     obs = features(home_features(home, minutes), local, imp, exp, known, pv, load, minutes, goals[0], goals[1])[0]
+    if plan is not None:
+        with_plan(obs, plan)
     return with_soc(obs, state.energy_kwh / home.battery.capacity_kwh)

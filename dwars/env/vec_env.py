@@ -19,8 +19,8 @@ from dwars.data.scenario import Scenario
 from dwars.env.battery import Battery
 from dwars.env.dispatch import simulate_interval
 from dwars.env.home_env import HomeEnergyEnv, Randomizer
-from dwars.env.modes import ACTION_FRACTION, ACTION_MODES, N_ACTIONS, Mode
-from dwars.env.observation import N_OBS, with_soc
+from dwars.env.modes import ACTION_MODES, N_ACTIONS, action_power_kw
+from dwars.env.observation import N_OBS
 
 
 class HomeEnergyVecEnv:
@@ -81,7 +81,7 @@ class HomeEnergyVecEnv:
             raise ValueError(f"actions must be 0..{N_ACTIONS - 1}, got {actions}")
         n = self.num_envs
         cols = {name: np.empty(n) for name in ("e", "pv", "load", "imp", "exp", "cap", "res", "cmax", "dmax",
-                                                "eta", "wear", "grid", "dt")}
+                                                "eta", "wear", "grid", "dt", "power")}
         for k, env in enumerate(self.envs):
             d, i = env.data, env._i
             assert d is not None
@@ -90,14 +90,15 @@ class HomeEnergyVecEnv:
                                 ("imp", d.import_price[i]), ("exp", d.export_price[i]), ("cap", b.capacity_kwh),
                                 ("res", b.reserve_kwh), ("cmax", b.max_charge_kw), ("dmax", b.max_discharge_kw),
                                 ("eta", b.efficiency_one_way), ("wear", b.wear_eur_per_kwh),
-                                ("grid", d.home.grid_limit_kw), ("dt", d.dt_h)):
+                                ("grid", d.home.grid_limit_kw), ("dt", d.dt_h),
+                                ("power", action_power_kw(actions[k], b.max_charge_kw, b.max_discharge_kw,
+                                                          env._advice))):
                 cols[name][k] = value
         batch = Battery(cols["cap"], cols["cmax"], cols["dmax"], cols["eta"], cols["res"], cols["wear"])
         mode = ACTION_MODES[actions]
-        limit = np.where(mode == Mode.IMPORT, cols["cmax"], cols["dmax"])
         curtail = (cols["exp"] < 0) if self.auto_curtail else False
         dt = cols["dt"]
-        r = simulate_interval(cols["e"], mode, ACTION_FRACTION[actions] * limit, cols["pv"], cols["load"],
+        r = simulate_interval(cols["e"], mode, cols["power"], cols["pv"], cols["load"],
                               cols["imp"], cols["exp"], dt, batch, cols["grid"], curtail)
         rewards = -(np.asarray(r.energy_cost_eur) + np.asarray(r.wear_eur))
         obs = np.empty((n, N_OBS), dtype=np.float32)
@@ -117,8 +118,7 @@ class HomeEnergyVecEnv:
                 info["episode"] = {"r": self._episode_return[k] + rewards[k], "l": self._episode_length[k] + 1}
                 obs[k] = self._reset_slot(k)
             else:
-                row = d.obs[env._i].copy()
-                obs[k] = with_soc(row, env._energy / d.home.battery.capacity_kwh)
+                obs[k] = env._observation()
                 self._episode_return[k] += rewards[k]
                 self._episode_length[k] += 1
             infos.append(info)

@@ -5,11 +5,21 @@ The model maps the observation of :mod:`dwars.env.observation` (float32, shape (
 The model's metadata must carry ``obs_version`` and ``action_space_version`` equal to this code's: a mismatch
 is a clear error, never a silent misuse.
 
-Decoding (:func:`decode_action`): the policy was trained with the safety shield's action mask (MaskablePPO),
-so the controller applies the same mask; then it picks the MODE with the most probability and, within it, the
-most likely power level. Plain argmax over 42 actions is biased towards MSC and Hold: Import and Export spread
-their probability over 20 power levels each. On the 2024 validation year of examples/home.toml the policy of
-run v7 cost 95.19 EUR with plain argmax, 89.01 masked, 84.73 masked by mode.
+Decoding (:func:`decode_action`): the MODE with the most probability and, within it, the most likely power
+level. Plain argmax over 42 actions is biased towards MSC and Hold: Import and Export spread their probability
+over 20 power levels each (run v7 on the 2024 validation year of examples/home.toml: 95.19 EUR with plain
+argmax, 84.73 by mode).
+
+The shield: by default the controller does NOT mask the logits; like every other controller its decision goes
+through the safety shield, which corrects what it refuses (and logs it). Masking picks the policy's second choice
+instead, and a policy cloned from the plan never learnt second choices: one cloned on 66 training pairs cost
+87.58 EUR masked and 55.21 corrected by the shield (2024, examples/home.toml). ``mask=True`` restores masking,
+as MaskablePPO samples in training.
+
+The plan (observation version 3): the controller asks :class:`~dwars.policy.advisor.PlanAdvisor` for the MPC's
+decision on the same forecasts, gives it to the policy as observation columns, and carries out the plan's exact
+power when the policy chooses the plan's step (:func:`~dwars.env.modes.action_power_kw`), as in training. The
+reason says whether the policy followed the plan or departed from it, and what the plan was.
 """
 
 from __future__ import annotations
@@ -19,7 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dwars.env.modes import ACTION_MODES, ACTION_SPACE_VERSION, ACTIONS, N_ACTIONS, Decision, action_to_decision
+from dwars.env.modes import (
+    ACTION_MODES,
+    ACTION_SPACE_VERSION,
+    ACTIONS,
+    N_ACTIONS,
+    Decision,
+    Mode,
+    action_power_kw,
+)
 from dwars.env.observation import N_OBS, OBS_VERSION, build_observation
 from dwars.errors import DwarsError
 from dwars.policy.base import Controller, Forecasts, Home, State
@@ -56,15 +74,20 @@ class OnnxPolicyController(Controller):
     home : the home.
     seed : unused (the policy acts deterministically).
     policy_path : the ``.onnx`` file; default ``dwars/policy/models/default.onnx``.
+    mask : choose among the actions the shield allows (default False: the shield corrects the choice afterwards).
     """
 
     name = "rl"
 
-    def __init__(self, home: Home, seed: int | None = None, policy_path: str | Path | None = None) -> None:
+    def __init__(self, home: Home, seed: int | None = None, policy_path: str | Path | None = None,
+                 mask: bool = False) -> None:
         super().__init__(home, seed)
+        from dwars.policy.advisor import PlanAdvisor
         from dwars.policy.shield import Shield  # the mask the policy was trained with
 
         self.shield = Shield(home)
+        self.mask = mask
+        self.advisor = PlanAdvisor(home)
         path = Path(policy_path) if policy_path else DEFAULT_POLICY
         if not path.exists():
             raise PolicyError(f"policy file {path} not found; the shipped policy comes with `dwars train` "
@@ -94,14 +117,23 @@ class OnnxPolicyController(Controller):
         return np.asarray(out).reshape(-1, N_ACTIONS)
 
     def decide(self, state: State, forecasts: Forecasts) -> Decision:
-        obs = build_observation(state, forecasts, self.home)
-        action = decode_action(self.logits(obs)[0], self.shield.mask(state, forecasts))
-        mode, fraction = ACTIONS[action]
+        plan, columns = self.advisor.advise(state, forecasts)
+        obs = build_observation(state, forecasts, self.home, columns)
+        action = decode_action(self.logits(obs)[0], self.shield.mask(state, forecasts) if self.mask else None)
+        mode = ACTIONS[action][0]
         b = self.home.battery
-        reason = f"policy: {mode.label.lower()}" + (f" at {fraction:.0%}" if fraction else "")
-        decision = action_to_decision(action, b.max_charge_kw, b.max_discharge_kw, reason)
+        power = action_power_kw(action, b.max_charge_kw, b.max_discharge_kw, plan)
+        decision = Decision(mode, power, self._reason(mode, power, plan))
         # The policy was trained in an environment that curtails PV export at negative export prices
         # (HomeEnergyEnv auto_curtail): ask for the same here, so its decisions play out as in training.
         if forecasts.n_price_known and forecasts.export_price_eur_per_kwh[0] < 0:
-            decision = replace(decision, curtail_pv=True, reason=f"{reason}; no PV export at a negative price")
+            decision = replace(decision, curtail_pv=True, reason=f"{decision.reason}; no PV export at a negative price")
         return decision
+
+    def _reason(self, mode: Mode, power_kw: float, plan: Decision) -> str:
+        """What the policy does and how that relates to the plan, in the home owner's words."""
+        what = mode.label.lower() + (f" {power_kw:.2f} kW" if mode in (Mode.IMPORT, Mode.EXPORT) else "")
+        plan_text = plan.reason.removeprefix("mpc: ")
+        if mode == plan.mode and (mode not in (Mode.IMPORT, Mode.EXPORT) or power_kw == plan.power_kw):
+            return f"policy: {what}, as planned ({plan_text})"
+        return f"policy: {what} instead of the plan ({plan_text})"

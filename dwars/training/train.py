@@ -25,7 +25,7 @@ from dwars.config import Installation
 from dwars.data.scenario import Scenario
 from dwars.env.home_env import EpisodeData
 from dwars.env.modes import Decision, decision_to_action
-from dwars.env.observation import with_soc
+from dwars.env.observation import I_PLAN, I_SOC, N_PLAN, PLAN_SOC_HOURS, with_plan, with_soc
 from dwars.env.vec_env import HomeEnergyVecEnv
 from dwars.training.export import normalize_obs
 from dwars.training.sb3_env import Sb3HomeVecEnv
@@ -58,9 +58,14 @@ class ObsStats:
 
     @classmethod
     def from_rows(cls, rows: np.ndarray) -> ObsStats:
-        # The SoC column is filled per step; give it the spread of a uniform SoC instead of the zeros in the rows.
+        # The SoC and plan columns are filled per step (the rows hold zeros there): give the SoC-like columns the
+        # spread of a uniform SoC and the plan's one-hots, powers and flags mean 0 and variance 1 (already O(1)).
         mean, var = rows.mean(axis=0), rows.var(axis=0)
-        mean[0], var[0] = 0.5, 1.0 / 12.0
+        mean[I_SOC], var[I_SOC] = 0.5, 1.0 / 12.0
+        plan = slice(I_PLAN, I_PLAN + N_PLAN)
+        mean[plan], var[plan] = 0.0, 1.0
+        soc_columns = slice(I_PLAN + N_PLAN - len(PLAN_SOC_HOURS), I_PLAN + N_PLAN)
+        mean[soc_columns], var[soc_columns] = 0.5, 1.0 / 12.0
         return cls(mean.astype(np.float32), np.maximum(var, 1e-6).astype(np.float32))
 
 
@@ -92,13 +97,22 @@ class TrainResult:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: bool = True
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """(observations, actions) of the perfect-foresight oracle over a whole scenario, for behaviour cloning.
+DEMONSTRATION_LABELS = ("oracle", "plan", "perfect_plan")
 
-    The observations carry the forecasts a real controller would see and the oracle's own SoC trajectory.
-    With ``shield_labels`` an action the shield would refuse is replaced by the closest allowed one.
+
+def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: bool = True, share: float = 1.0,
+                          seed: int = 0, labels: str = "oracle") -> tuple[np.ndarray, np.ndarray]:
+    """(observations, actions) along the perfect-foresight oracle's trajectory over a scenario, for behaviour cloning.
+
+    The observations carry the forecasts a real controller would see, the oracle's own SoC trajectory and the
+    MPC's plan from that SoC (one LP solve per row, hence ``share``: keep this random share of the intervals).
+    ``labels``: "oracle" (what the oracle did), "plan" (the step of the MPC's plan: a policy that follows the
+    plan) or "perfect_plan" (the step of the MPC's plan on PERFECT PV and load forecasts, with the prices known
+    at that moment: what the plan would be without forecast errors, knowing no more prices than the policy).
+    With ``shield_labels`` an oracle action the shield would refuse is replaced by the closest allowed one.
     """
+    if labels not in DEMONSTRATION_LABELS:
+        raise ValueError(f"bc.labels = {labels!r}: must be one of {', '.join(DEMONSTRATION_LABELS)}")
     from dwars.policy.oracle import OracleController, plan_decision
 
     oracle = OracleController(data.home, scenario, pv_kw=data.pv_kw)
@@ -117,6 +131,25 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: 
     actions[np.abs(planned - follow) <= 0.05 * max(b.max_charge_kw, b.max_discharge_kw)] = 0
     if shield_labels:
         actions = _shield_consistent(data, start, actions, planned)
+    rows = np.arange(len(obs))
+    if share < 1.0:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, size=max(int(share * len(rows)), 1), replace=False))
+    obs, actions = obs[rows], actions[rows]
+    if labels == "perfect_plan":
+        from dwars.env.forecast import Forecaster
+        from dwars.policy.advisor import PlanAdvisor
+        from dwars.policy.base import State
+
+        perfect = Forecaster(scenario, data.home, pv_mode="perfect", load_mode="perfect")
+        advisor = PlanAdvisor(data.home)
+    for j, i in enumerate(rows):
+        plan, columns = data.advise(int(i), float(start[i]))
+        with_plan(obs[j], columns)
+        if labels == "perfect_plan":
+            state = State(scenario.index[i], data.minutes, float(start[i]), 100.0 * start[i] / b.capacity_kwh)
+            plan = advisor.advise(state, perfect.at(int(i)))[0]
+        if labels != "oracle":
+            actions[j] = decision_to_action(plan, b.max_charge_kw, b.max_discharge_kw)
     return obs, actions
 
 
@@ -224,8 +257,10 @@ def train(
         )
         if bc_h.get("enabled", True):
             t1 = time.perf_counter()
-            demos = [oracle_demonstrations(d, d.scenario, bool(bc_h.get("shield_labels", True)))
-                     for d in cache.values()]
+            share = float(bc_h.get("sample_share", 1.0))
+            demos = [oracle_demonstrations(d, d.scenario, bool(bc_h.get("shield_labels", True)), share, seed + j,
+                                           str(bc_h.get("labels", "oracle")))
+                     for j, d in enumerate(_progress(list(cache.values()), "demonstrations", progress_bar))]
             obs = stats.normalise(np.concatenate([o for o, _ in demos]))
             actions = np.concatenate([a for _, a in demos])
             losses = behaviour_cloning(model, obs, actions, int(bc_h["epochs"]), int(bc_h["batch_size"]),
@@ -286,6 +321,15 @@ def _dagger(model: MaskablePPO, stats: ObsStats, scenarios: list[Scenario], inst
                                    float(dagger_h["learning_rate"]), seed)
         rounds.append({"states": len(new_actions), "loss": losses[-1], "wall_s": time.perf_counter() - t0})
     return {"rounds": rounds}
+
+
+def _progress(items: list[Any], what: str, show: bool) -> Any:
+    """``items``, with a tqdm progress bar when ``show``."""
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=what, unit="pair")
 
 
 def _tensorboard_dir(folder: Path) -> str | None:

@@ -1,0 +1,40 @@
+"""The plan the policy refines: the MPC's decision and planned SoC path as observation columns.
+
+The RL policy does not replace the optimiser, it works on top of it (observation version 3, columns 34-45 of
+:mod:`dwars.env.observation`): each interval the receding-horizon LP (:class:`~dwars.policy.mpc.MpcController`)
+plans on the same forecasts the policy sees, and the policy chooses, knowing that plan, what to do. One
+:class:`PlanAdvisor` serves the simulator (training), the evaluation and the Pi runtime, so the policy sees the
+same plan everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dwars.env.modes import Decision
+from dwars.env.observation import plan_features
+from dwars.policy.base import Forecasts, Home, State
+from dwars.policy.mpc import MpcController
+
+
+class PlanAdvisor:
+    """The MPC's decision for an interval and its observation columns.
+
+    Parameters
+    ----------
+    home : the home.
+    """
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.mpc = MpcController(home)
+
+    def advise(self, state: State, forecasts: Forecasts) -> tuple[Decision, np.ndarray]:
+        """(the MPC's decision, the plan columns (N_PLAN,) float32) for ``state`` and ``forecasts``."""
+        decision = self.mpc._decide(state, forecasts)  # not decide(): no timing kept for millions of calls
+        plan = self.mpc._plan  # the schedule behind that decision (None when the LP could not plan)
+        battery_kw = float(plan.battery_kw[0]) if plan is not None else 0.0
+        path = plan.energy_kwh if plan is not None else None
+        columns = plan_features(int(decision.mode), decision.power_kw, decision.curtail_pv, battery_kw, path,
+                                state.energy_kwh, self.home, state.minutes)
+        return decision, columns
