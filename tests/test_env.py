@@ -157,3 +157,35 @@ def test_action_masks_come_from_the_shield(week_60: Scenario) -> None:
     unmasked = HomeEnergyEnv(week_60, inst, episode_days=1, shield_mask=False)
     unmasked.reset(seed=0)
     assert unmasked.action_masks().all()
+
+
+def test_shield_correct_carries_out_what_the_shield_makes_of_an_action(week_60: Scenario,
+                                                                         home_inst: Installation) -> None:
+    """With shield_correct the env simulates the shield's repaired decision, exactly as the runtime would."""
+    from dwars.env.modes import Decision, action_power_kw
+    from dwars.policy.base import State
+
+    env = HomeEnergyEnv(week_60, home_inst, episode_days=3, shield_mask=False, shield_correct=True)
+    env.reset(seed=0, options={"start_day": "2024-03-28"})
+    data = env.data
+    assert data is not None
+    b = data.home.battery
+    rng = np.random.default_rng(3)
+    changed = 0
+    assert env.action_masks().all()  # no masks: the shield acts afterwards
+    for _ in range(60):
+        action = int(rng.integers(N_ACTIONS))
+        mode = ACTIONS[action][0]
+        power = action_power_kw(action, b.max_charge_kw, b.max_discharge_kw, env._advice)
+        i = env._i
+        state = State(data.scenario.index[i], data.minutes, env._energy, 100 * env._energy / b.capacity_kwh)
+        curtail = bool(data.export_price[i] < 0)
+        want = data.shield.check(state, data.forecaster.at(i), Decision(mode, power, "", curtail)).applied
+        got = env.carried_out(action)
+        assert got == (int(want.mode), pytest.approx(want.power_kw), want.curtail_pv)
+        changed += (got[0], got[1]) != (int(mode), power)
+        _, _, _, truncated, info = env.step(action)
+        assert info["soc_pct"] >= b.reserve_kwh / b.capacity_kwh * 100 - 1e-6
+        if truncated:
+            break
+    assert changed > 0  # random actions break rules, and the shield repaired them

@@ -14,7 +14,7 @@ from dwars.config import Installation
 from dwars.data.scenario import Scenario
 from dwars.env.dispatch import simulate_interval, terminal_value_eur_per_kwh
 from dwars.env.goals import deadlines
-from dwars.env.modes import ACTION_MODES, N_ACTIONS, Decision, action_power_kw
+from dwars.env.modes import ACTION_MODES, N_ACTIONS, Decision, Mode, action_power_kw
 from dwars.env.observation import N_OBS, OBS_VERSION, features, home_features, with_plan, with_soc
 from dwars.policy.base import Home, State
 
@@ -164,6 +164,9 @@ class HomeEnergyEnv(gym.Env):
         auto_curtail : curtail PV export whenever the export price is negative (what the shield does).
         cache_size : how many (scenario, installation) precomputations to keep.
         shield_mask : :meth:`action_masks` comes from the safety shield (else every action is allowed).
+        shield_correct : the safety shield corrects each action before it is simulated, exactly as it corrects
+            the controllers at run time (:meth:`~dwars.policy.shield.Shield.check`); use with
+            ``shield_mask=False`` to train the policy on what the runtime does with its unmasked choice.
 
     Info
         ``energy_cost_eur``, ``wear_eur``, ``charge_kw``, ``discharge_kw``, ``import_kw``, ``export_kw``,
@@ -190,9 +193,11 @@ class HomeEnergyEnv(gym.Env):
         auto_curtail: bool = True,
         cache_size: int = 8,
         shield_mask: bool = True,
+        shield_correct: bool = False,
     ) -> None:
         super().__init__()
         self.shield_mask = shield_mask
+        self.shield_correct = shield_correct
         self.scenarios = [scenarios] if isinstance(scenarios, Scenario) else list(scenarios)
         self.installations = [installations] if isinstance(installations, Installation) else list(installations)
         if not self.scenarios or not self.installations:
@@ -285,6 +290,22 @@ class HomeEnergyEnv(gym.Env):
         state = State(data.scenario.index[i], data.minutes, self._energy, self._soc_pct())
         return data.shield.mask(state, data.forecaster.at(i))
 
+    def carried_out(self, action: int) -> tuple[int, float, bool]:
+        """(mode, power kW, curtail PV) that the simulator carries out for ``action`` at the current interval:
+        the plan's exact power near its step, PV curtailed at a negative export price, and with
+        ``shield_correct`` what the safety shield makes of it."""
+        data = self.data
+        assert data is not None
+        i, b = self._i, data.home.battery
+        mode = int(ACTION_MODES[action])
+        power = action_power_kw(action, b.max_charge_kw, b.max_discharge_kw, self._advice)
+        curtail = bool(self.auto_curtail and data.export_price[i] < 0)
+        if self.shield_correct:
+            state = State(data.scenario.index[i], data.minutes, self._energy, self._soc_pct())
+            applied = data.shield.check(state, data.forecaster.at(i), Decision(Mode(mode), power, "", curtail)).applied
+            mode, power, curtail = int(applied.mode), float(applied.power_kw), bool(applied.curtail_pv)
+        return mode, power, curtail
+
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         data = self.data
         if data is None:
@@ -294,9 +315,7 @@ class HomeEnergyEnv(gym.Env):
             raise ValueError(f"action {action}: must be 0..{N_ACTIONS - 1}")
         i = self._i
         b = data.home.battery
-        mode = int(ACTION_MODES[a])
-        power = action_power_kw(a, b.max_charge_kw, b.max_discharge_kw, self._advice)
-        curtail = self.auto_curtail and data.export_price[i] < 0
+        mode, power, curtail = self.carried_out(a)
         r = simulate_interval(self._energy, mode, power, data.pv_kw[i], data.load_kw[i],
                               data.import_price[i], data.export_price[i], data.dt_h, b, data.home.grid_limit_kw,
                               curtail)

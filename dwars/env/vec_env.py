@@ -19,7 +19,7 @@ from dwars.data.scenario import Scenario
 from dwars.env.battery import Battery
 from dwars.env.dispatch import simulate_interval
 from dwars.env.home_env import HomeEnergyEnv, Randomizer
-from dwars.env.modes import ACTION_MODES, N_ACTIONS, action_power_kw
+from dwars.env.modes import N_ACTIONS
 from dwars.env.observation import N_OBS
 
 
@@ -29,7 +29,8 @@ class HomeEnergyVecEnv:
     Parameters
     ----------
     scenarios, installations, episode_days, randomize, forecast_options, forecast_seed, auto_curtail,
-    cache_size : as for :class:`~dwars.env.home_env.HomeEnergyEnv` (one cache is shared by all slots).
+    cache_size, shield_mask, shield_correct : as for :class:`~dwars.env.home_env.HomeEnergyEnv` (one cache is
+    shared by all slots).
     n_envs : batch size.
     seed : seeds the episode draws of slot k with ``seed + k``.
     """
@@ -46,9 +47,12 @@ class HomeEnergyVecEnv:
         auto_curtail: bool = True,
         cache_size: int = 8,
         seed: int = 0,
+        shield_mask: bool = True,
+        shield_correct: bool = False,
     ) -> None:
         self.envs = [HomeEnergyEnv(scenarios, installations, episode_days, randomize, forecast_options,
-                                   forecast_seed, auto_curtail, cache_size) for _ in range(n_envs)]
+                                   forecast_seed, auto_curtail, cache_size, shield_mask, shield_correct)
+                     for _ in range(n_envs)]
         first = self.envs[0]
         for env in self.envs[1:]:
             env._cache = first._cache  # one precomputation per (scenario, installation) for all slots
@@ -71,7 +75,7 @@ class HomeEnergyVecEnv:
         return np.stack([self._reset_slot(k, self.seed + k) for k in range(self.num_envs)])
 
     def action_masks(self) -> np.ndarray:
-        """(n_envs, 10) allowed actions."""
+        """(n_envs, N_ACTIONS) allowed actions."""
         return np.stack([env.action_masks() for env in self.envs])
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
@@ -81,22 +85,22 @@ class HomeEnergyVecEnv:
             raise ValueError(f"actions must be 0..{N_ACTIONS - 1}, got {actions}")
         n = self.num_envs
         cols = {name: np.empty(n) for name in ("e", "pv", "load", "imp", "exp", "cap", "res", "cmax", "dmax",
-                                                "eta", "wear", "grid", "dt", "power")}
+                                                "eta", "wear", "grid", "dt", "mode", "power", "curtail")}
         for k, env in enumerate(self.envs):
             d, i = env.data, env._i
             assert d is not None
             b = d.home.battery
+            mode_k, power_k, curtail_k = env.carried_out(int(actions[k]))
             for name, value in (("e", env._energy), ("pv", d.pv_kw[i]), ("load", d.load_kw[i]),
                                 ("imp", d.import_price[i]), ("exp", d.export_price[i]), ("cap", b.capacity_kwh),
                                 ("res", b.reserve_kwh), ("cmax", b.max_charge_kw), ("dmax", b.max_discharge_kw),
                                 ("eta", b.efficiency_one_way), ("wear", b.wear_eur_per_kwh),
-                                ("grid", d.home.grid_limit_kw), ("dt", d.dt_h),
-                                ("power", action_power_kw(actions[k], b.max_charge_kw, b.max_discharge_kw,
-                                                          env._advice))):
+                                ("grid", d.home.grid_limit_kw), ("dt", d.dt_h), ("mode", mode_k),
+                                ("power", power_k), ("curtail", curtail_k)):
                 cols[name][k] = value
         batch = Battery(cols["cap"], cols["cmax"], cols["dmax"], cols["eta"], cols["res"], cols["wear"])
-        mode = ACTION_MODES[actions]
-        curtail = (cols["exp"] < 0) if self.auto_curtail else False
+        mode = cols["mode"].astype(np.int8)
+        curtail = cols["curtail"] > 0
         dt = cols["dt"]
         r = simulate_interval(cols["e"], mode, cols["power"], cols["pv"], cols["load"],
                               cols["imp"], cols["exp"], dt, batch, cols["grid"], curtail)

@@ -225,9 +225,14 @@ def train(
     steps = int(total_timesteps if total_timesteps is not None else train_h["total_timesteps"])
     figures: dict[str, Any] = {"pairs": len(scenarios) * len(installations), "seed": seed}
     t0 = time.perf_counter()
+    shield = str(env_h.get("shield", "mask"))
+    if shield not in ("mask", "correct"):
+        raise ValueError(f"env.shield = {shield!r}: must be 'mask' (MaskablePPO's action masks) or 'correct' "
+                         "(the shield corrects each action, as at run time)")
     vec = HomeEnergyVecEnv(scenarios, installations, n_envs=int(env_h["n_envs"]),
                            episode_days=int(env_h["episode_days"]), forecast_seed=int(env_h["forecast_seed"]),
-                           cache_size=len(scenarios) * len(installations), seed=seed)
+                           cache_size=len(scenarios) * len(installations), seed=seed,
+                           shield_mask=shield == "mask", shield_correct=shield == "correct")
     cache = vec.envs[0]._cache
     for s, scn in enumerate(scenarios):
         for inst in installations:
@@ -272,7 +277,8 @@ def train(
                 figures["dagger"] = _dagger(model, stats, scenarios, installations, cache, obs, actions, dagger_h,
                                             int(env_h["episode_days"]), bc_h, seed)
                 model.save(folder / "model_dagger.zip")
-    warmup = 0 if resume else int(ppo_h.get("critic_warmup_steps", 0))
+    # Before the first PPO step only (also when resuming a run that did behaviour cloning alone).
+    warmup = int(ppo_h.get("critic_warmup_steps", 0)) if model.num_timesteps == 0 else 0
     if warmup > 0:  # fit the value function to the cloned policy before PPO may move the policy
         t_w = time.perf_counter()
         actor = [*model.policy.mlp_extractor.policy_net.parameters(), *model.policy.action_net.parameters()]
