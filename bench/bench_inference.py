@@ -7,7 +7,7 @@ The policy is ``dwars/policy/models/default.onnx`` when it exists (or ``--policy
 :func:`dwars.training.export.export_policy` (with observation statistics, so normalisation is in the graph).
 Timed, after a warm-up: ``OnnxPolicyController.logits`` on one observation (1, N_OBS), the MPC plan the policy
 refines (``PlanAdvisor.advise``: one LP solve), ``build_observation``, and the full ``decide()`` (plan +
-observation + shield mask + onnxruntime + the Decision) on real 2024 forecasts at 15 minutes for
+observation + onnxruntime + the Decision) on real 2024 forecasts at 15 minutes for
 examples/home.toml, at random intervals and SoC. ``runtime_training_imports`` lists the torch /
 stable-baselines3 / sb3-contrib / gymnasium modules that importing the runtime modules loads in a fresh
 interpreter: it must be empty, since the Pi installs ``dwars[runtime]`` only.
@@ -132,7 +132,7 @@ def main() -> None:
         "onnx_logits_one_obs": percentiles(logits_s),
         "plan_lp_solve": percentiles(plan_s),
         "build_observation": percentiles(observation_s),
-        "decide_incl_plan_observation_mask": percentiles(decide_s),
+        "decide_incl_plan_and_observation": percentiles(decide_s),
         "runtime_training_imports": imports,
         "runtime_imports_ok": not imports,
     })
