@@ -58,15 +58,18 @@ class EpisodeData:
         self.obs = self._observations(self.forecaster)
         self._advisor: Any = None
 
+    def state(self, i: int, energy_kwh: float) -> State:
+        """The controller's State at interval ``i`` with ``energy_kwh`` in the battery."""
+        soc_pct = 100.0 * energy_kwh / self.home.battery.capacity_kwh
+        return State(self.scenario.index[i], self.minutes, energy_kwh, soc_pct)
+
     def advise(self, i: int, energy_kwh: float) -> tuple[Decision, np.ndarray]:
         """The MPC's decision and plan columns at interval ``i`` from ``energy_kwh`` (one LP solve)."""
         if self._advisor is None:
             from dwars.policy.advisor import PlanAdvisor
 
             self._advisor = PlanAdvisor(self.home)
-        state = State(self.scenario.index[i], self.minutes, energy_kwh,
-                      100.0 * energy_kwh / self.home.battery.capacity_kwh)
-        return self._advisor.advise(state, self.forecaster.at(i))
+        return self._advisor.advise(self.state(i, energy_kwh), self.forecaster.at(i))
 
     def _observations(self, forecaster: Any, chunk: int = 4096) -> np.ndarray:
         """Observation rows for every interval, from the forecaster's batch API (in chunks, to bound memory)."""
@@ -137,8 +140,8 @@ class HomeEnergyEnv(gym.Env):
         :mod:`dwars.env.observation` (SoC, installation, clock, spread, prices per hour ahead and whether they
         are known, PV and load forecasts, time and energy to the next endpoint and night end, price ranks, and
         the MPC's plan from this state: one LP solve per step, :class:`~dwars.policy.advisor.PlanAdvisor`).
-        An IMPORT/EXPORT action on the step the plan's power rounds to carries out the plan's exact power
-        (:func:`~dwars.env.modes.action_power_kw`).
+        An IMPORT/EXPORT action within one step of the step the plan's power rounds to carries out the plan's
+        exact power (:func:`~dwars.env.modes.action_power_kw`).
 
     Rewards
         ``-(energy cost + wear)`` of the interval in EUR (:mod:`dwars.env.dispatch`). The last step of an
@@ -274,7 +277,7 @@ class HomeEnergyEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         """The observation at the current interval: the precomputed row, the SoC and the MPC's plan (which
-        :meth:`step` also uses: an action on the plan's step carries out the plan's exact power)."""
+        :meth:`step` also uses: an action near the plan's step carries out the plan's exact power)."""
         assert self.data is not None
         i = min(self._i, len(self.data.obs) - 1)
         self._advice, plan = self.data.advise(i, self._energy)
@@ -287,8 +290,7 @@ class HomeEnergyEnv(gym.Env):
         if data is None or not self.shield_mask:
             return np.ones(N_ACTIONS, dtype=bool)
         i = min(self._i, len(data.obs) - 1)
-        state = State(data.scenario.index[i], data.minutes, self._energy, self._soc_pct())
-        return data.shield.mask(state, data.forecaster.at(i))
+        return data.shield.mask(data.state(i, self._energy), data.forecaster.at(i))
 
     def carried_out(self, action: int) -> tuple[int, float, bool]:
         """(mode, power kW, curtail PV) that the simulator carries out for ``action`` at the current interval:
@@ -301,8 +303,8 @@ class HomeEnergyEnv(gym.Env):
         power = action_power_kw(action, b.max_charge_kw, b.max_discharge_kw, self._advice)
         curtail = bool(self.auto_curtail and data.export_price[i] < 0)
         if self.shield_correct:
-            state = State(data.scenario.index[i], data.minutes, self._energy, self._soc_pct())
-            applied = data.shield.check(state, data.forecaster.at(i), Decision(Mode(mode), power, "", curtail)).applied
+            proposal = Decision(Mode(mode), power, "", curtail)
+            applied = data.shield.check(data.state(i, self._energy), data.forecaster.at(i), proposal).applied
             mode, power, curtail = int(applied.mode), float(applied.power_kw), bool(applied.curtail_pv)
         return mode, power, curtail
 

@@ -70,6 +70,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dwars.env.modes import Mode
 from dwars.policy.base import Forecasts, Home, State
 
 OBS_VERSION = 3
@@ -256,10 +257,10 @@ def plan_features(mode: int, power_kw: float, curtail: bool, battery_kw: float, 
     """
     b = home.battery
     out = np.zeros(N_PLAN, dtype=np.float32)
-    out[int(mode)] = 1.0  # Mode: 0 MSC, 1 HOLD, 2 IMPORT, 3 EXPORT
+    out[int(mode)] = 1.0  # one-hot in the order of Mode: MSC, HOLD, IMPORT, EXPORT
     out[4] = battery_kw / (b.max_charge_kw if battery_kw >= 0 else b.max_discharge_kw)
-    limit = b.max_charge_kw if int(mode) == 2 else b.max_discharge_kw
-    out[5] = power_kw / limit if int(mode) in (2, 3) else 0.0
+    limit = b.max_charge_kw if mode == Mode.IMPORT else b.max_discharge_kw
+    out[5] = power_kw / limit if mode in (Mode.IMPORT, Mode.EXPORT) else 0.0
     out[6] = 1.0 if curtail else 0.0
     path = np.asarray([energy_kwh] if energy_path_kwh is None or not len(energy_path_kwh) else energy_path_kwh)
     steps = np.minimum(np.asarray(PLAN_SOC_HOURS) * 60 // minutes, len(path)) - 1
