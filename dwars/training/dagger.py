@@ -17,7 +17,6 @@ from sb3_contrib import MaskablePPO
 from dwars.env.forecast import Forecaster
 from dwars.env.home_env import EpisodeData, HomeEnergyEnv
 from dwars.env.modes import Mode, decision_to_action
-from dwars.policy.base import State
 from dwars.policy.mpc import MpcController
 
 EXPERTS = ("perfect_mpc", "mpc")
@@ -36,7 +35,7 @@ class Expert:
 
     def action(self, i: int, energy_kwh: float) -> int:
         d, b = self.data, self.data.home.battery
-        state = State(d.scenario.index[i], d.minutes, energy_kwh, 100.0 * energy_kwh / b.capacity_kwh)
+        state = d.state(i, energy_kwh)
         proposal = self.mpc.decide(state, self.perfect.at(i))
         applied = d.shield.check(state, d.forecaster.at(i), proposal).applied
         if applied.mode == Mode.MSC:

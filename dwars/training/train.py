@@ -138,7 +138,6 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: 
     if labels == "perfect_plan":
         from dwars.env.forecast import Forecaster
         from dwars.policy.advisor import PlanAdvisor
-        from dwars.policy.base import State
 
         perfect = Forecaster(scenario, data.home, pv_mode="perfect", load_mode="perfect")
         advisor = PlanAdvisor(data.home)
@@ -146,8 +145,7 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: 
         plan, columns = data.advise(int(i), float(start[i]))
         with_plan(obs[j], columns)
         if labels == "perfect_plan":
-            state = State(scenario.index[i], data.minutes, float(start[i]), 100.0 * start[i] / b.capacity_kwh)
-            plan = advisor.advise(state, perfect.at(int(i)))[0]
+            plan = advisor.advise(data.state(int(i), float(start[i])), perfect.at(int(i)))[0]
         if labels != "oracle":
             actions[j] = decision_to_action(plan, b.max_charge_kw, b.max_discharge_kw)
     return obs, actions
@@ -160,14 +158,13 @@ def _shield_consistent(data: EpisodeData, energy: np.ndarray, actions: np.ndarra
     learn what the shield lets through rather than proposals that get overruled.
     """
     from dwars.env.modes import ACTION_FRACTION, ACTION_MODES, Mode
-    from dwars.policy.base import State
 
     b = data.home.battery
     power = np.where(ACTION_MODES == Mode.IMPORT, ACTION_FRACTION * b.max_charge_kw,
                      np.where(ACTION_MODES == Mode.EXPORT, -ACTION_FRACTION * b.max_discharge_kw, 0.0))
     out = actions.copy()
     for i, a in enumerate(actions):
-        state = State(data.scenario.index[i], data.minutes, float(energy[i]), 100 * energy[i] / b.capacity_kwh)
+        state = data.state(i, float(energy[i]))
         allowed = data.shield.mask(state, data.forecaster.at(i))
         if not allowed[a]:
             follow = data.pv_kw[i] - data.load_kw[i]
