@@ -140,3 +140,32 @@ def plan_share(model: MaskablePPO, stats: ObsStats, env: HomeEnergyEnv, inst: In
         obs, _, _, done, _ = env.step(int(action))
         steps += 1
     return agree / steps
+
+
+def test_hindsight_labels_keep_the_oracle_only_where_it_clearly_paid(june_15: Scenario,
+                                                                     home_inst: Installation) -> None:
+    from dwars.env.home_env import EpisodeData
+    from dwars.env.modes import decision_to_action
+    from dwars.training.train import HINDSIGHT_MARGIN_EUR, _hindsight_cost, oracle_demonstrations
+
+    scn = june_15.to_resolution(60)
+    data = EpisodeData(scn, home_inst, 0, {})
+    _, oracle = oracle_demonstrations(data, scn, False, labels="oracle")
+    _, plan = oracle_demonstrations(data, scn, False, labels="plan")
+    _, hindsight = oracle_demonstrations(data, scn, False, labels="hindsight")
+    assert np.all((hindsight == plan) | (hindsight == oracle))
+    assert np.any(oracle != plan)  # the oracle departs from the plan in these sunny days with negative prices
+    from dwars.policy.oracle import OracleController
+
+    start = np.concatenate([[home_inst.battery.initial_energy_kwh],
+                            OracleController(data.home, scn, pv_kw=data.pv_kw).schedule.energy_kwh[:-1]])
+    b = home_inst.battery
+    kept = 0
+    for i in np.flatnonzero(oracle != plan):
+        advice = data.advise(int(i), float(start[i]))[0]
+        assert decision_to_action(advice, b.max_charge_kw, b.max_discharge_kw) == plan[i]
+        regret = (_hindsight_cost(data, int(i), float(start[i]), int(plan[i]), advice)
+                  - _hindsight_cost(data, int(i), float(start[i]), int(oracle[i]), advice))
+        assert (hindsight[i] == oracle[i]) == (regret > HINDSIGHT_MARGIN_EUR), (i, regret)
+        kept += hindsight[i] == oracle[i]
+    assert 0 < kept < np.sum(oracle != plan)  # some departures clearly paid in hindsight, most did not

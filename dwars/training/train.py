@@ -97,7 +97,11 @@ class TrainResult:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-DEMONSTRATION_LABELS = ("oracle", "plan", "perfect_plan")
+DEMONSTRATION_LABELS = ("oracle", "plan", "perfect_plan", "hindsight")
+#: "hindsight" labels: the oracle's action where it beats the plan's by more than this (EUR), else the plan's.
+HINDSIGHT_MARGIN_EUR = 0.01
+#: ... judged by the perfect-foresight cost over this many hours after the interval.
+HINDSIGHT_HOURS = 36
 
 
 def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: bool = True, share: float = 1.0,
@@ -108,7 +112,10 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: 
     MPC's plan from that SoC (one LP solve per row, hence ``share``: keep this random share of the intervals).
     ``labels``: "oracle" (what the oracle did), "plan" (the step of the MPC's plan: a policy that follows the
     plan) or "perfect_plan" (the step of the MPC's plan on PERFECT PV and load forecasts, with the prices known
-    at that moment: what the plan would be without forecast errors, knowing no more prices than the policy).
+    at that moment: what the plan would be without forecast errors, knowing no more prices than the policy) or
+    "hindsight" (the plan's step, unless the oracle's action beats it in hindsight by more than
+    :data:`HINDSIGHT_MARGIN_EUR`: this interval's cost plus the perfect-foresight LP's cost of the next
+    :data:`HINDSIGHT_HOURS` hours from where each leaves the battery; two LP solves per row).
     With ``shield_labels`` an oracle action the shield would refuse is replaced by the closest allowed one.
     """
     if labels not in DEMONSTRATION_LABELS:
@@ -146,9 +153,43 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: 
         with_plan(obs[j], columns)
         if labels == "perfect_plan":
             plan = advisor.advise(data.state(int(i), float(start[i])), perfect.at(int(i)))[0]
+        plan_action = decision_to_action(plan, b.max_charge_kw, b.max_discharge_kw)
+        if labels == "hindsight":
+            regret = (_hindsight_cost(data, int(i), float(start[i]), plan_action, plan)
+                      - _hindsight_cost(data, int(i), float(start[i]), int(actions[j]), plan))
+            if regret > HINDSIGHT_MARGIN_EUR:
+                continue  # keep the oracle's action: it clearly paid
         if labels != "oracle":
-            actions[j] = decision_to_action(plan, b.max_charge_kw, b.max_discharge_kw)
+            actions[j] = plan_action
     return obs, actions
+
+
+def _hindsight_cost(data: EpisodeData, i: int, energy_kwh: float, action: int, plan: Decision) -> float:
+    """EUR of ``action`` at interval ``i`` plus the perfect-foresight cost of the following hours (see
+    :func:`oracle_demonstrations`, labels "hindsight"); the energy left at the end is valued as the MPC values it."""
+    from dwars.env.dispatch import simulate_interval
+    from dwars.env.modes import ACTIONS, action_power_kw
+    from dwars.policy.lp import LpError, solve_dispatch
+    from dwars.policy.mpc import default_terminal_value
+
+    b, grid = data.home.battery, data.home.grid_limit_kw
+    power = action_power_kw(action, b.max_charge_kw, b.max_discharge_kw, plan)
+    r = simulate_interval(energy_kwh, int(ACTIONS[action][0]), power, data.pv_kw[i], data.load_kw[i],
+                          data.import_price[i], data.export_price[i], data.dt_h, b, grid,
+                          bool(data.export_price[i] < 0))
+    cost = float(r.energy_cost_eur + r.wear_eur)
+    lo, hi = i + 1, min(i + 1 + round(HINDSIGHT_HOURS / data.dt_h), len(data.pv_kw))
+    if hi - lo < 2:
+        return cost
+    goals = [(k - lo, float(data.goal_kwh[k])) for k in range(lo, hi) if np.isfinite(data.goal_kwh[k])]
+    prices = data.import_price[lo:hi]
+    value = default_terminal_value(prices, data.home)
+    try:
+        after = solve_dispatch(float(r.energy_kwh), data.pv_kw[lo:hi], data.load_kw[lo:hi], prices,
+                               data.export_price[lo:hi], data.dt_h, b, grid, goals, value, time_limit_s=5.0)
+    except (LpError, ValueError):
+        return cost
+    return cost + after.energy_cost_eur + after.wear_eur + after.slack_penalty_eur - value * float(after.energy_kwh[-1])
 
 
 def _shield_consistent(data: EpisodeData, energy: np.ndarray, actions: np.ndarray, planned: np.ndarray) -> np.ndarray:
