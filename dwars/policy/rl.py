@@ -132,7 +132,8 @@ class OnnxPolicyController(Controller):
 
     def _reason(self, mode: Mode, power_kw: float, plan: Decision) -> str:
         """What the policy does and how that relates to the plan, in the home owner's words."""
-        what = mode.label.lower() + (f" {power_kw:.2f} kW" if mode in (Mode.IMPORT, Mode.EXPORT) else "")
+        what = {Mode.MSC: "self-consumption", Mode.HOLD: "hold", Mode.IMPORT: f"charge {power_kw:.2f} kW",
+                Mode.EXPORT: f"discharge {power_kw:.2f} kW"}[mode]
         plan_text = plan.reason.removeprefix("mpc: ")
         if mode == plan.mode and (mode not in (Mode.IMPORT, Mode.EXPORT) or power_kw == plan.power_kw):
             return f"policy: {what}, as planned ({plan_text})"
