@@ -169,3 +169,13 @@ def test_hindsight_labels_keep_the_oracle_only_where_it_clearly_paid(june_15: Sc
         assert (hindsight[i] == oracle[i]) == (regret > HINDSIGHT_MARGIN_EUR), (i, regret)
         kept += hindsight[i] == oracle[i]
     assert 0 < kept < np.sum(oracle != plan)  # some departures clearly paid in hindsight, most did not
+
+
+def test_an_unknown_shield_setting_is_a_clear_error(tmp_path: Path, june_15: Scenario,
+                                                    home_inst: Installation) -> None:
+    import pytest
+
+    hyper = small_hyper()
+    hyper["env"]["shield"] = "both"
+    with pytest.raises(ValueError, match="env.shield = 'both'"):
+        train([june_15.to_resolution(60)], [home_inst], tmp_path / "run", hyper, total_timesteps=0)
