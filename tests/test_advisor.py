@@ -68,7 +68,7 @@ def test_plan_columns_describe_the_mpc_decision(week_60: Scenario, home_inst: In
             assert (decision.mode, decision.power_kw) == (direct.mode, direct.power_kw)  # the MPC, unchanged
             assert columns.shape == (N_PLAN,) and np.all(np.isfinite(columns))
             assert columns[:4].sum() == 1.0 and columns[int(decision.mode)] == 1.0
-            plan = mpc._plan
+            plan = mpc.last_plan
             assert plan is not None
             path = plan.energy_kwh
             for j, hours in enumerate(PLAN_SOC_HOURS):

@@ -284,7 +284,7 @@ class HomeEnergyEnv(gym.Env):
         return with_plan(with_soc(self.data.obs[i].copy(), self._energy / self.data.home.battery.capacity_kwh), plan)
 
     def action_masks(self) -> np.ndarray:
-        """Allowed actions (bool, length 10) from the safety shield (:mod:`dwars.policy.shield`), or all of
+        """Allowed actions (bool, length N_ACTIONS) from the safety shield (:mod:`dwars.policy.shield`), or all of
         them with ``shield_mask=False``. The shield sees the same forecasts as the observation."""
         data = self.data
         if data is None or not self.shield_mask:

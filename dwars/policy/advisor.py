@@ -27,12 +27,12 @@ class PlanAdvisor:
 
     def __init__(self, home: Home) -> None:
         self.home = home
-        self.mpc = MpcController(home)
+        self.mpc = MpcController(home, record_timing=False)  # millions of calls in training
 
     def advise(self, state: State, forecasts: Forecasts) -> tuple[Decision, np.ndarray]:
         """(the MPC's decision, the plan columns (N_PLAN,) float32) for ``state`` and ``forecasts``."""
-        decision = self.mpc._decide(state, forecasts)  # not decide(): no timing kept for millions of calls
-        plan = self.mpc._plan  # the schedule behind that decision (None when the LP could not plan)
+        decision = self.mpc.decide(state, forecasts)
+        plan = self.mpc.last_plan
         battery_kw = float(plan.battery_kw[0]) if plan is not None else 0.0
         path = plan.energy_kwh if plan is not None else None
         columns = plan_features(int(decision.mode), decision.power_kw, decision.curtail_pv, battery_kw, path,

@@ -90,13 +90,16 @@ class MpcController(Controller):
         days with perfect forecasts.
     time_limit_s : HiGHS time limit per solve; on failure the decision is MSC.
     min_plan_intervals : with fewer known prices than this (the last interval of a scenario) decide MSC.
+    record_timing : keep the milliseconds of every decide for :meth:`timing` (off for millions of calls, e.g.
+        the plan columns of training).
     """
 
     name = "mpc"
 
     def __init__(self, home: Home, seed: int | None = None, *, replan_every: int = 1,
                  terminal_value: TerminalRule = None, max_horizon: int | None = None, msc_tol_kw: float = 1e-4,
-                 time_limit_s: float | None = 5.0, min_plan_intervals: int = MIN_PLAN_INTERVALS) -> None:
+                 time_limit_s: float | None = 5.0, min_plan_intervals: int = MIN_PLAN_INTERVALS,
+                 record_timing: bool = True) -> None:
         super().__init__(home, seed)
         if replan_every < 1:
             raise ValueError(f"replan_every = {replan_every}: must be >= 1")
@@ -106,6 +109,7 @@ class MpcController(Controller):
         self.msc_tol_kw = float(msc_tol_kw)
         self.time_limit_s = time_limit_s
         self.min_plan_intervals = max(int(min_plan_intervals), 1)
+        self.record_timing = record_timing
         self.decide_ms: list[float] = []
         self.solves = 0
         self._plan: Schedule | None = None
@@ -156,7 +160,14 @@ class MpcController(Controller):
         return int(j)
 
     # ---- deciding
+    @property
+    def last_plan(self) -> Schedule | None:
+        """The schedule behind the last decision (None when the LP could not plan)."""
+        return self._plan
+
     def decide(self, state: State, forecasts: Forecasts) -> Decision:
+        if not self.record_timing:
+            return self._decide(state, forecasts)
         t0 = time.perf_counter()
         try:
             return self._decide(state, forecasts)

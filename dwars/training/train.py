@@ -154,7 +154,7 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: 
         if labels == "perfect_plan":
             plan = advisor.advise(data.state(int(i), float(start[i])), perfect.at(int(i)))[0]
         plan_action = decision_to_action(plan, b.max_charge_kw, b.max_discharge_kw)
-        if labels == "hindsight":
+        if labels == "hindsight" and actions[j] != plan_action:  # equal actions: no regret, no LP to solve
             regret = (_hindsight_cost(data, int(i), float(start[i]), plan_action, plan)
                       - _hindsight_cost(data, int(i), float(start[i]), int(actions[j]), plan))
             if regret > HINDSIGHT_MARGIN_EUR:
