@@ -447,7 +447,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = MaskablePPO.load(model_path, device="cpu")
     stats = ObsStats.load(run / "obs_stats.npz")
     figures = json.loads((run / "train.json").read_text(encoding="utf-8")) if (run / "train.json").exists() else {}
-    meta = {"model": args.model, "training": json.dumps(figures.get("ppo", {})), "seed": str(figures.get("seed", ""))}
+    meta = {"model": args.model, "training": json.dumps(figures.get("ppo", {})), "seed": str(figures.get("seed", "")),
+            "decoding": str(figures.get("decoding", "mode"))}
     final = Path(args.out)
     # Written beside the target first: a file that fails the parity check never replaces a working policy.
     out = export_policy(model, final.with_name(f".{final.name}.candidate"), obs_mean=stats.mean, obs_var=stats.var,

@@ -21,7 +21,8 @@ from dwars.policy.rl import OnnxPolicyController, PolicyError
 
 
 def linear_policy(path: Path, weights: np.ndarray, bias: np.ndarray, obs_version: int = OBS_VERSION,
-                  n_obs: int = N_OBS, action_space_version: int = ACTION_SPACE_VERSION) -> Path:
+                  n_obs: int = N_OBS, action_space_version: int = ACTION_SPACE_VERSION,
+                  extra: dict[str, str] | None = None) -> Path:
     """A tiny real ONNX model: logits = obs @ W + b, with the metadata dwars checks."""
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["obs", "W"], ["z"]), helper.make_node("Add", ["z", "b"], ["logits"])],
@@ -33,7 +34,8 @@ def linear_policy(path: Path, weights: np.ndarray, bias: np.ndarray, obs_version
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
-    for key, value in (("obs_version", str(obs_version)), ("action_space_version", str(action_space_version))):
+    meta = {"obs_version": str(obs_version), "action_space_version": str(action_space_version), **(extra or {})}
+    for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
@@ -162,3 +164,24 @@ def test_decode_never_picks_a_masked_action(logits: list[float], mask: list[bool
     chosen = decode_action(np.array(logits), allowed)
     assert 0 <= chosen < N_ACTIONS
     assert allowed[chosen] or not allowed.any()
+
+
+def test_advantage_models_are_decoded_by_plain_argmax(tmp_path: Path, home: Home, week_60: Scenario) -> None:
+    """Logits that are negative expected advantages (cents) are decoded by argmax, not by mode; the file says so."""
+    from dwars.policy.rl import decode_action
+
+    logits = np.full(N_ACTIONS, -10.0)
+    logits[0] = 2.0
+    imports = [a for a, (mode, _) in enumerate(ACTIONS) if mode == Mode.IMPORT]
+    logits[imports] = 1.5  # twenty import levels, each expected to cost half a cent more than MSC
+    assert ACTIONS[decode_action(logits)][0] == Mode.IMPORT  # by mode: the many import levels win ...
+    assert decode_action(logits, decoding="argmax") == 0  # ... by argmax: the cheapest action
+    weights = np.zeros((N_OBS, N_ACTIONS))
+    path = linear_policy(tmp_path / "a.onnx", weights, logits, extra={"decoding": "argmax"})
+    controller = OnnxPolicyController(home, policy_path=path)
+    assert controller.decoding == "argmax"
+    decision = controller.decide(State(week_60.index[10], 60, 6.0, 60.0), Forecaster(week_60, home).at(10))
+    assert decision.mode == Mode.MSC
+    bad = linear_policy(tmp_path / "b.onnx", weights, logits, extra={"decoding": "softmax"})
+    with pytest.raises(PolicyError, match="decoding = 'softmax'"):
+        OnnxPolicyController(home, policy_path=bad)

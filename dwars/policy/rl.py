@@ -10,6 +10,10 @@ level. Plain argmax over 42 actions is biased towards MSC and Hold: Import and E
 over 20 power levels each (run v7 on the 2024 validation year of examples/home.toml: 95.19 EUR with plain
 argmax, 84.73 by mode).
 
+Decoding ``"argmax"`` (ONNX metadata ``decoding``): a model whose logits are negative expected advantages over
+the plan in euro-cents (``[bc] labels = "advantage"``, :mod:`dwars.training.advantage`) is decoded by plain
+argmax, the action with the lowest expected cost. Files without the key are decoded by mode (``"mode"``).
+
 The shield: by default the controller does NOT mask the logits; like every other controller its decision goes
 through the safety shield, which corrects what it refuses (and logs it). Masking picks the policy's second choice
 instead, and a policy cloned from the plan never learnt second choices: one cloned on 66 training pairs cost
@@ -45,17 +49,26 @@ from dwars.policy.base import Controller, Forecasts, Home, State
 DEFAULT_POLICY = Path(__file__).parent / "models" / "default.onnx"
 
 
-def decode_action(logits: np.ndarray, allowed: np.ndarray | None = None) -> int:
-    """The action to take: the most probable mode among the allowed actions, then its most likely power level.
+#: How a model's logits become an action: by mode, then power level (a cloned policy's probabilities), or plain
+#: argmax (logits that are negative expected advantages).
+DECODINGS = ("mode", "argmax")
+
+
+def decode_action(logits: np.ndarray, allowed: np.ndarray | None = None, decoding: str = "mode") -> int:
+    """The action to take: the most probable mode among the allowed actions, then its most likely power level
+    (``decoding="mode"``), or the allowed action with the highest logit (``"argmax"``).
 
     Parameters
     ----------
     logits : (N_ACTIONS,) raw logits of the policy.
     allowed : (N_ACTIONS,) bool mask (the shield's); None allows everything. An all-False mask is ignored.
+    decoding : one of :data:`DECODINGS`.
     """
     z = np.asarray(logits, dtype=np.float64).reshape(N_ACTIONS)
     if allowed is not None and np.any(allowed):
         z = np.where(allowed, z, -np.inf)
+    if decoding == "argmax":
+        return int(np.argmax(z))
     p = np.exp(z - z.max())
     mass = np.bincount(ACTION_MODES, weights=p, minlength=4)
     members = np.flatnonzero(int(np.argmax(mass)) == ACTION_MODES)
@@ -110,6 +123,10 @@ class OnnxPolicyController(Controller):
         if shape[-1] != N_OBS:
             raise PolicyError(f"policy file {path}: expects {shape[-1]} observation values, this dwars gives {N_OBS}")
         self.input_name = self.session.get_inputs()[0].name
+        self.decoding = meta.get("decoding", "mode")
+        if self.decoding not in DECODINGS:
+            raise PolicyError(f"policy file {path}: decoding = {self.decoding!r}, this dwars knows "
+                              f"{', '.join(DECODINGS)}")
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
         """Action logits for a batch of observations (B, N_OBS)."""
@@ -119,7 +136,8 @@ class OnnxPolicyController(Controller):
     def decide(self, state: State, forecasts: Forecasts) -> Decision:
         plan, columns = self.advisor.advise(state, forecasts)
         obs = build_observation(state, forecasts, self.home, columns)
-        action = decode_action(self.logits(obs)[0], self.shield.mask(state, forecasts) if self.mask else None)
+        action = decode_action(self.logits(obs)[0], self.shield.mask(state, forecasts) if self.mask else None,
+                               self.decoding)
         mode = ACTIONS[action][0]
         b = self.home.battery
         power = action_power_kw(action, b.max_charge_kw, b.max_discharge_kw, plan)

@@ -27,6 +27,12 @@ from dwars.env.home_env import EpisodeData
 from dwars.env.modes import Decision, decision_to_action
 from dwars.env.observation import I_PLAN, I_SOC, N_PLAN, PLAN_SOC_HOURS, with_plan, with_soc
 from dwars.env.vec_env import HomeEnergyVecEnv
+from dwars.training.advantage import (
+    advantage_demonstrations,
+    continuation_costs,
+    fit_advantages,
+    regret_summary,
+)
 from dwars.training.export import normalize_obs
 from dwars.training.sb3_env import Sb3HomeVecEnv
 
@@ -97,11 +103,23 @@ class TrainResult:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-DEMONSTRATION_LABELS = ("oracle", "plan", "perfect_plan", "hindsight")
-#: "hindsight" labels: the oracle's action where it beats the plan's by more than this (EUR), else the plan's.
+CLASS_LABELS = ("oracle", "plan", "perfect_plan", "hindsight")
+#: Every ``[bc] labels``: the class labels of :func:`oracle_demonstrations` and "advantage" (regression targets,
+#: :mod:`dwars.training.advantage`).
+DEMONSTRATION_LABELS = (*CLASS_LABELS, "advantage")
+#: "hindsight" labels: the oracle's action where it beats the plan's by more than this (EUR), else the plan's
+#: (judged over :data:`dwars.training.advantage.HINDSIGHT_HOURS` hours of perfect foresight after the interval).
 HINDSIGHT_MARGIN_EUR = 0.01
-#: ... judged by the perfect-foresight cost over this many hours after the interval.
-HINDSIGHT_HOURS = 36
+
+
+def oracle_start_kwh(data: EpisodeData, scenario: Scenario) -> tuple[np.ndarray, Any]:
+    """Battery energy (kWh) at the start of each interval along the perfect-foresight oracle's trajectory, and
+    the oracle's schedule."""
+    from dwars.policy.oracle import OracleController
+
+    schedule = OracleController(data.home, scenario, pv_kw=data.pv_kw).schedule
+    start = np.concatenate([[data.home.installation.battery.initial_energy_kwh], schedule.energy_kwh[:-1]])
+    return start, schedule
 
 
 def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: bool = True, share: float = 1.0,
@@ -115,17 +133,17 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: 
     at that moment: what the plan would be without forecast errors, knowing no more prices than the policy) or
     "hindsight" (the plan's step, unless the oracle's action beats it in hindsight by more than
     :data:`HINDSIGHT_MARGIN_EUR`: this interval's cost plus the perfect-foresight LP's cost of the next
-    :data:`HINDSIGHT_HOURS` hours from where each leaves the battery; two LP solves per row).
+    hours from where each leaves the battery; two LP solves per row). The fifth kind, "advantage", is not a class
+    label: see :func:`advantage_demonstrations` (:mod:`dwars.training.advantage`).
     With ``shield_labels`` an oracle action the shield would refuse is replaced by the closest allowed one.
     """
-    if labels not in DEMONSTRATION_LABELS:
-        raise ValueError(f"bc.labels = {labels!r}: must be one of {', '.join(DEMONSTRATION_LABELS)}")
-    from dwars.policy.oracle import OracleController, plan_decision
+    if labels not in CLASS_LABELS:
+        raise ValueError(f"bc.labels = {labels!r}: must be one of {', '.join(CLASS_LABELS)} (\"advantage\" "
+                         "targets come from dwars.training.advantage)")
+    from dwars.policy.oracle import plan_decision
 
-    oracle = OracleController(data.home, scenario, pv_kw=data.pv_kw)
-    schedule = oracle.schedule
+    start, schedule = oracle_start_kwh(data, scenario)
     b = data.home.battery
-    start = np.concatenate([[data.home.installation.battery.initial_energy_kwh], schedule.energy_kwh[:-1]])
     obs = data.obs.copy()
     for i in range(len(obs)):
         with_soc(obs[i], start[i] / b.capacity_kwh)
@@ -166,30 +184,17 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: 
 
 def _hindsight_cost(data: EpisodeData, i: int, energy_kwh: float, action: int, plan: Decision) -> float:
     """EUR of ``action`` at interval ``i`` plus the perfect-foresight cost of the following hours (see
-    :func:`oracle_demonstrations`, labels "hindsight"); the energy left at the end is valued as the MPC values it."""
+    :func:`oracle_demonstrations`, labels "hindsight", and :func:`dwars.training.advantage.continuation_costs`)."""
     from dwars.env.dispatch import simulate_interval
     from dwars.env.modes import ACTIONS, action_power_kw
-    from dwars.policy.lp import LpError, solve_dispatch
-    from dwars.policy.mpc import default_terminal_value
 
     b, grid = data.home.battery, data.home.grid_limit_kw
     power = action_power_kw(action, b.max_charge_kw, b.max_discharge_kw, plan)
     r = simulate_interval(energy_kwh, int(ACTIONS[action][0]), power, data.pv_kw[i], data.load_kw[i],
                           data.import_price[i], data.export_price[i], data.dt_h, b, grid,
                           bool(data.export_price[i] < 0))
-    cost = float(r.energy_cost_eur + r.wear_eur)
-    lo, hi = i + 1, min(i + 1 + round(HINDSIGHT_HOURS / data.dt_h), len(data.pv_kw))
-    if hi - lo < 2:
-        return cost
-    goals = [(k - lo, float(data.goal_kwh[k])) for k in range(lo, hi) if np.isfinite(data.goal_kwh[k])]
-    prices = data.import_price[lo:hi]
-    value = default_terminal_value(prices, data.home)
-    try:
-        after = solve_dispatch(float(r.energy_kwh), data.pv_kw[lo:hi], data.load_kw[lo:hi], prices,
-                               data.export_price[lo:hi], data.dt_h, b, grid, goals, value, time_limit_s=5.0)
-    except (LpError, ValueError):
-        return cost
-    return cost + after.energy_cost_eur + after.wear_eur + after.slack_penalty_eur - value * float(after.energy_kwh[-1])
+    later = continuation_costs(data, i + 1, np.array([float(r.energy_kwh)]))[0]
+    return float(r.energy_cost_eur + r.wear_eur) + (float(later) if np.isfinite(later) else 0.0)
 
 
 def _shield_consistent(data: EpisodeData, energy: np.ndarray, actions: np.ndarray, planned: np.ndarray) -> np.ndarray:
@@ -300,18 +305,29 @@ def train(
         )
         if bc_h.get("enabled", True):
             t1 = time.perf_counter()
-            share = float(bc_h.get("sample_share", 1.0))
-            demos = [oracle_demonstrations(d, d.scenario, bool(bc_h.get("shield_labels", True)), share, seed + j,
-                                           str(bc_h.get("labels", "oracle")))
-                     for j, d in enumerate(_progress(list(cache.values()), "demonstrations", progress_bar))]
-            obs = stats.normalise(np.concatenate([o for o, _ in demos]))
-            actions = np.concatenate([a for _, a in demos])
-            losses = behaviour_cloning(model, obs, actions, int(bc_h["epochs"]), int(bc_h["batch_size"]),
-                                       float(bc_h["learning_rate"]), seed)
-            figures["bc"] = {"samples": len(actions), "loss_per_epoch": losses, "wall_s": time.perf_counter() - t1}
+            labels = str(bc_h.get("labels", "oracle"))
+            if labels not in DEMONSTRATION_LABELS:
+                raise ValueError(f"bc.labels = {labels!r}: must be one of {', '.join(DEMONSTRATION_LABELS)}")
+            pairs = list(cache.values())
+            if labels == "advantage":
+                obs, targets = _cached_demonstrations(folder, pairs, bc_h, seed, progress_bar)
+                obs = stats.normalise(obs)
+                losses = fit_advantages(model, obs, targets, int(bc_h["epochs"]), int(bc_h["batch_size"]),
+                                        float(bc_h["learning_rate"]), seed)
+                figures["bc"] = {"labels": labels, "samples": len(targets), "loss_per_epoch": losses,
+                                 "hindsight": regret_summary(targets), "wall_s": time.perf_counter() - t1}
+                figures["decoding"] = "argmax"  # the logits are negative expected advantages (cents)
+            else:
+                demos = _parallel(_class_job, pairs, bc_h, seed, int(bc_h.get("workers", 1)), progress_bar)
+                obs = stats.normalise(np.concatenate([o for o, _ in demos]))
+                actions = np.concatenate([a for _, a in demos])
+                losses = behaviour_cloning(model, obs, actions, int(bc_h["epochs"]), int(bc_h["batch_size"]),
+                                           float(bc_h["learning_rate"]), seed)
+                figures["bc"] = {"labels": labels, "samples": len(actions), "loss_per_epoch": losses,
+                                 "wall_s": time.perf_counter() - t1}
             model.save(folder / "model_bc.zip")
             dagger_h = hyper.get("dagger", {})
-            if int(dagger_h.get("iterations", 0)) > 0:
+            if int(dagger_h.get("iterations", 0)) > 0 and labels != "advantage":
                 figures["dagger"] = _dagger(model, stats, scenarios, installations, cache, obs, actions, dagger_h,
                                             int(env_h["episode_days"]), bc_h, seed)
                 model.save(folder / "model_dagger.zip")
@@ -367,13 +383,70 @@ def _dagger(model: MaskablePPO, stats: ObsStats, scenarios: list[Scenario], inst
     return {"rounds": rounds}
 
 
-def _progress(items: list[Any], what: str, show: bool) -> Any:
+def _cached_demonstrations(folder: Path, pairs: list[EpisodeData], bc_h: dict[str, Any], seed: int,
+                           progress_bar: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Advantage demonstrations (raw observations, targets), kept in ``folder/demonstrations.npz``: the LP solves
+    are most of a run's time, so a run in the same folder with the same data and labelling settings reuses them
+    (to try other fitting settings)."""
+    keys = ("labels", "sample_share", "advantage_margin_eur", "random_soc_share")
+    key = json.dumps({"pairs": len(pairs), "seed": seed, **{k: bc_h.get(k) for k in keys}}, sort_keys=True)
+    path = folder / "demonstrations.npz"
+    if path.exists():
+        cached = np.load(path)
+        if str(cached["key"]) == key:
+            return cached["obs"], cached["targets"]
+    demos = _parallel(_advantage_job, pairs, bc_h, seed, int(bc_h.get("workers", 1)), progress_bar)
+    obs, targets = np.concatenate([o for o, _ in demos]), np.concatenate([t for _, t in demos])
+    np.savez(path, obs=obs, targets=targets, key=np.array(key))
+    return obs, targets
+
+
+_JOBS: list[EpisodeData] = []  # the episode tables a forked worker reads (inherited, never pickled)
+
+
+def _class_job(j: int, bc_h: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    d = _JOBS[j]
+    return oracle_demonstrations(d, d.scenario, bool(bc_h.get("shield_labels", True)),
+                                 float(bc_h.get("sample_share", 1.0)), seed + j, str(bc_h.get("labels", "oracle")))
+
+
+def _advantage_job(j: int, bc_h: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    d = _JOBS[j]
+    start, _ = oracle_start_kwh(d, d.scenario)
+    return advantage_demonstrations(d, start, float(bc_h.get("sample_share", 1.0)), seed + j,
+                                    float(bc_h.get("advantage_margin_eur", 0.0)),
+                                    float(bc_h.get("random_soc_share", 0.0)))
+
+
+def _parallel(job: Any, pairs: list[EpisodeData], bc_h: dict[str, Any], seed: int, workers: int,
+              progress_bar: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``job(j, bc_h, seed)`` for every episode table, in ``workers`` forked processes (1: in this one)."""
+    global _JOBS
+    _JOBS = pairs
+    try:
+        if workers <= 1:
+            return [job(j, bc_h, seed) for j in _progress(list(range(len(pairs))), "demonstrations", progress_bar)]
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(workers) as pool:
+            results = pool.imap(_star, [(job, j, bc_h, seed) for j in range(len(pairs))])
+            return list(_progress(results, "demonstrations", progress_bar, total=len(pairs)))
+    finally:
+        _JOBS = []
+
+
+def _star(args: tuple[Any, ...]) -> Any:
+    job, *rest = args
+    return job(*rest)
+
+
+def _progress(items: Any, what: str, show: bool, total: int | None = None) -> Any:
     """``items``, with a tqdm progress bar when ``show``."""
     if not show:
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=what, unit="pair")
+    return tqdm(items, desc=what, unit="pair", total=total)
 
 
 def _tensorboard_dir(folder: Path) -> str | None:

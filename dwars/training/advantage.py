@@ -1,0 +1,181 @@
+"""Advantage labels: what each action would have cost against the plan's, in hindsight, for regression.
+
+Behaviour cloning with hindsight CLASS labels (``[bc] labels = "hindsight"``) learns the action that was best
+most often, not the one that is cheapest on average: when the plan is a cent better on 60 % of similar
+evenings and charging from the grid saves a euro on the other 40 %, the label says "plan" and the policy
+learns "plan". Regressing the cost difference learns its conditional expectation instead, which is what a
+decision should minimise.
+
+For a state (interval ``i``, battery energy ``e``) the hindsight cost of action ``a`` is
+
+    Q(a) = cost of interval i under a (actual PV, load, prices)  +  V_{i+1}(energy a leaves)
+
+where ``V_{i+1}(e)`` is the perfect-foresight LP's cost over the next :data:`HINDSIGHT_HOURS` hours from
+energy ``e`` (energy left at the end valued as the MPC values it). ``V`` is convex and piecewise linear in
+``e`` (an LP's optimal value in a right-hand side), so it is solved on a grid of energies and interpolated:
+:data:`CONTINUATION_GRID` LP solves (and one at the reserve) per state serve all 42 actions. The label of the
+state is the advantage ``A(a) = Q(a) - Q(plan's action)`` (EUR), plus ``margin_eur`` for every action but the
+plan's (a departure must pay at least that much), clipped to +-:data:`ADVANTAGE_CLIP_EUR`; actions the shield
+refuses get the clip.
+
+The policy's logits are fitted to ``-A / ADVANTAGE_UNIT_EUR`` (one logit = one euro-cent), so the exported
+model's argmax is the action with the lowest expected cost given what it observes, the plan unless something
+else is expected to pay more than the margin. Such a model is decoded by plain argmax (ONNX metadata
+``decoding = "argmax"``, see :mod:`dwars.policy.rl`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from dwars.env.dispatch import simulate_interval
+from dwars.env.home_env import EpisodeData
+from dwars.env.modes import ACTION_MODES, N_ACTIONS, action_power_kw, decision_to_action
+from dwars.env.observation import with_plan, with_soc
+from dwars.policy.lp import LpError, solve_dispatch
+from dwars.policy.mpc import default_terminal_value
+
+#: Hours of perfect foresight after the interval that judge an action (as the hindsight labels).
+HINDSIGHT_HOURS = 36
+#: Battery energies (evenly spaced over the usable capacity) at which the continuation LP is solved per state.
+CONTINUATION_GRID = 9
+#: One logit is this many EUR of expected advantage.
+ADVANTAGE_UNIT_EUR = 0.01
+#: Advantages are clipped to +- this (EUR): beyond it, how much worse an action is does not matter.
+ADVANTAGE_CLIP_EUR = 0.2
+
+
+def continuation_costs(data: EpisodeData, start: int, energies_kwh: np.ndarray) -> np.ndarray:
+    """EUR of the perfect-foresight plan from interval ``start`` over :data:`HINDSIGHT_HOURS` hours, per start
+    energy (energy cost + wear + goal slack penalty - value of the energy left at the end); zeros at the end of
+    the scenario."""
+    energies = np.asarray(energies_kwh, dtype=float)
+    lo, hi = start, min(start + round(HINDSIGHT_HOURS / data.dt_h), len(data.pv_kw))
+    if hi - lo < 2:
+        return np.zeros(len(energies))
+    b, grid = data.home.battery, data.home.grid_limit_kw
+    goals = [(k - lo, float(data.goal_kwh[k])) for k in range(lo, hi) if np.isfinite(data.goal_kwh[k])]
+    prices = data.import_price[lo:hi]
+    value = default_terminal_value(prices, data.home)
+    out = np.empty(len(energies))
+    for j, e in enumerate(energies):
+        try:
+            s = solve_dispatch(float(e), data.pv_kw[lo:hi], data.load_kw[lo:hi], prices, data.export_price[lo:hi],
+                               data.dt_h, b, grid, goals, value, time_limit_s=5.0)
+        except (LpError, ValueError):
+            out[j] = np.nan
+            continue
+        out[j] = s.energy_cost_eur + s.wear_eur + s.slack_penalty_eur - value * float(s.energy_kwh[-1])
+    return out
+
+
+def action_costs(data: EpisodeData, i: int, energy_kwh: float, plan: Any) -> np.ndarray:
+    """Hindsight cost Q (EUR) of each of the 42 actions at interval ``i`` from ``energy_kwh`` (see the module
+    text); the plan's exact power near its step, PV export curtailed at a negative export price, as the env does."""
+    b = data.home.battery
+    power = np.array([action_power_kw(a, b.max_charge_kw, b.max_discharge_kw, plan) for a in range(N_ACTIONS)])
+    r = simulate_interval(np.full(N_ACTIONS, energy_kwh), ACTION_MODES.astype(int), power, data.pv_kw[i],
+                          data.load_kw[i], data.import_price[i], data.export_price[i], data.dt_h, b,
+                          data.home.grid_limit_kw, bool(data.export_price[i] < 0))
+    now = np.asarray(r.energy_cost_eur, dtype=float) + np.asarray(r.wear_eur, dtype=float)
+    # The reserve is a grid point: below it the LP's floor is the start energy (V is not convex across it), and no
+    # action takes the battery below it from above.
+    grid = np.unique(np.append(np.linspace(0.0, b.capacity_kwh, CONTINUATION_GRID), b.reserve_kwh))
+    later = continuation_costs(data, i + 1, grid)
+    if not np.all(np.isfinite(later)):
+        ok = np.isfinite(later)
+        if not ok.any():
+            return now
+        grid, later = grid[ok], later[ok]
+    return now + np.interp(np.asarray(r.energy_kwh, dtype=float), grid, later)
+
+
+def advantage_demonstrations(data: EpisodeData, start_kwh: np.ndarray, share: float = 1.0, seed: int = 0,
+                             margin_eur: float = 0.0, random_soc_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(observations, logit targets (n, 42)) for a random ``share`` of the intervals of one episode table.
+
+    ``start_kwh``: the battery energy at the start of each interval (the oracle's trajectory); a random
+    ``random_soc_share`` of the rows start from a uniformly drawn energy instead, so the states a policy that
+    follows the plan visits are covered too. Targets: ``-clip(A + margin) / ADVANTAGE_UNIT_EUR`` (module text).
+    """
+    rng = np.random.default_rng(seed)
+    b = data.home.battery
+    n = len(data.obs)
+    rows = np.sort(rng.choice(n, size=max(int(share * n), 1), replace=False)) if share < 1.0 else np.arange(n)
+    obs = data.obs[rows].copy()
+    targets = np.empty((len(rows), N_ACTIONS), dtype=np.float32)
+    random_soc = rng.random(len(rows)) < random_soc_share
+    drawn = rng.uniform(0.0, b.capacity_kwh, len(rows))
+    for j, i in enumerate(rows):
+        i = int(i)
+        e = float(drawn[j] if random_soc[j] else start_kwh[i])
+        with_soc(obs[j], e / b.capacity_kwh)
+        plan, columns = data.advise(i, e)
+        with_plan(obs[j], columns)
+        q = action_costs(data, i, e, plan)
+        planned = decision_to_action(plan, b.max_charge_kw, b.max_discharge_kw)
+        advantage = q - q[planned] + margin_eur
+        advantage[planned] = 0.0
+        allowed = data.shield.mask(data.state(i, e), data.forecaster.at(i))
+        advantage[~allowed] = ADVANTAGE_CLIP_EUR
+        targets[j] = -np.clip(advantage, -ADVANTAGE_CLIP_EUR, ADVANTAGE_CLIP_EUR) / ADVANTAGE_UNIT_EUR
+    return obs, targets
+
+
+def fit_advantages(model: Any, obs: np.ndarray, targets: np.ndarray, epochs: int, batch_size: int,
+                   learning_rate: float, seed: int, holdout_share: float = 0.1) -> dict[str, list[float]]:
+    """Fit the policy's logits to the targets (Huber loss, logit units); returns the loss per epoch on the rows
+    trained on, and on a held-out random share of them before the first epoch and after each (a rising held-out loss
+    means over-fitting)."""
+    policy = model.policy
+    optimiser = torch.optim.Adam(policy.parameters(), lr=learning_rate)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(obs))
+    n_hold = int(holdout_share * len(obs))
+    hold, fit = order[:n_hold], order[n_hold:]
+    x = torch.as_tensor(obs, dtype=torch.float32)
+    y = torch.as_tensor(targets, dtype=torch.float32)
+    # Start from each action's mean target: Adam moves a weight about lr per step, far too slow to travel the
+    # 20 logits between "refused" and "the plan" from sb3's near-zero initial logits.
+    with torch.no_grad():
+        policy.action_net.bias.copy_(y[torch.as_tensor(fit)].mean(dim=0))
+
+    losses: dict[str, list[float]] = {"train": [], "holdout": []}
+
+    def held_out() -> None:
+        if n_hold:
+            with torch.no_grad():
+                losses["holdout"].append(float(torch.nn.functional.huber_loss(_raw_logits(policy, x[hold]),
+                                                                              y[hold])))
+
+    held_out()  # before any step: the per-action mean alone
+    for _ in range(epochs):
+        fit = fit[rng.permutation(len(fit))]
+        total = 0.0
+        for lo in range(0, len(fit), batch_size):
+            idx = fit[lo:lo + batch_size]
+            loss = torch.nn.functional.huber_loss(_raw_logits(policy, x[idx]), y[idx])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(idx)
+        losses["train"].append(total / max(len(fit), 1))
+        held_out()
+    return losses
+
+
+def _raw_logits(policy: Any, x: torch.Tensor) -> torch.Tensor:
+    """The actor's raw logits (``action_net`` output), not sb3's normalised log-probabilities."""
+    features = policy.extract_features(x, policy.pi_features_extractor)
+    latent = policy.mlp_extractor.forward_actor(features)
+    return policy.action_net(latent)
+
+
+def regret_summary(targets: np.ndarray) -> dict[str, float]:
+    """How often and by how much (EUR, in hindsight, margin included) some action beat the plan's."""
+    best = -targets.max(axis=1) * ADVANTAGE_UNIT_EUR  # the lowest advantage; 0 when the plan was best
+    return {"rows": len(targets), "share_plan_beaten": float((best < 0).mean()),
+            "mean_best_advantage_eur": float(best.mean())}
