@@ -19,6 +19,7 @@ from dwars.training.advantage import (
     action_costs,
     advantage_demonstrations,
     continuation_costs,
+    logit_targets,
 )
 
 
@@ -62,7 +63,8 @@ def test_targets_put_the_plan_at_zero_and_refuse_what_the_shield_refuses(data: E
     b = data.home.battery
     start = np.full(len(data.obs), 5.0)
     margin = 0.004
-    obs, targets = advantage_demonstrations(data, start, share=0.1, seed=3, margin_eur=margin)
+    obs, advantages, planned_actions = advantage_demonstrations(data, start, share=0.1, seed=3)
+    targets = logit_targets(advantages, planned_actions, margin)
     assert targets.shape == (len(obs), N_ACTIONS) and np.all(np.isfinite(targets))
     assert np.all(targets <= ADVANTAGE_CLIP_EUR / ADVANTAGE_UNIT_EUR + 1e-6)
     rng = np.random.default_rng(3)
@@ -70,6 +72,7 @@ def test_targets_put_the_plan_at_zero_and_refuse_what_the_shield_refuses(data: E
     for j, i in enumerate(rows[:12]):
         plan, _ = data.advise(int(i), 5.0)
         planned = decision_to_action(plan, b.max_charge_kw, b.max_discharge_kw)
+        assert planned_actions[j] == planned
         allowed = data.shield.mask(data.state(int(i), 5.0), data.forecaster.at(int(i)))
         assert targets[j, planned] == 0.0 or not allowed[planned]
         refused = -ADVANTAGE_CLIP_EUR / ADVANTAGE_UNIT_EUR
@@ -100,7 +103,8 @@ def test_a_policy_fitted_to_advantages_prefers_the_cheaper_actions(tmp_path: Pat
     assert losses["holdout"][-1] < 0.8 * losses["holdout"][0]  # learned beyond the rows it saw
     # On fresh states (another seed), the fitted policy's choice costs less in hindsight than an untrained one's.
     data = EpisodeData(scn, home_inst, 0, {})
-    obs, targets = advantage_demonstrations(data, np.full(len(data.obs), 6.0), share=0.3, seed=99, margin_eur=0.002)
+    obs, advantages, planned = advantage_demonstrations(data, np.full(len(data.obs), 6.0), share=0.3, seed=99)
+    targets = logit_targets(advantages, planned, 0.002)
     x = torch.as_tensor(result.stats.normalise(obs))
     untrained = MaskablePPO("MlpPolicy", result.model.get_env(), seed=0, device="cpu",
                             policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]}})

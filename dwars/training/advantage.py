@@ -94,19 +94,21 @@ def action_costs(data: EpisodeData, i: int, energy_kwh: float, plan: Any) -> np.
 
 
 def advantage_demonstrations(data: EpisodeData, start_kwh: np.ndarray, share: float = 1.0, seed: int = 0,
-                             margin_eur: float = 0.0, random_soc_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """(observations, logit targets (n, 42)) for a random ``share`` of the intervals of one episode table.
+                             random_soc_share: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(observations, advantages A (n, 42) in EUR, the plan's action (n,)) for a random ``share`` of the intervals
+    of one episode table; ``A`` is ``+inf`` for the actions the shield refuses.
 
     ``start_kwh``: the battery energy at the start of each interval (the oracle's trajectory); a random
     ``random_soc_share`` of the rows start from a uniformly drawn energy instead, so the states a policy that
-    follows the plan visits are covered too. Targets: ``-clip(A + margin) / ADVANTAGE_UNIT_EUR`` (module text).
+    follows the plan visits are covered too. :func:`logit_targets` turns them into the network's targets.
     """
     rng = np.random.default_rng(seed)
     b = data.home.battery
     n = len(data.obs)
     rows = np.sort(rng.choice(n, size=max(int(share * n), 1), replace=False)) if share < 1.0 else np.arange(n)
     obs = data.obs[rows].copy()
-    targets = np.empty((len(rows), N_ACTIONS), dtype=np.float32)
+    advantages = np.empty((len(rows), N_ACTIONS), dtype=np.float32)
+    planned = np.empty(len(rows), dtype=np.int64)
     random_soc = rng.random(len(rows)) < random_soc_share
     drawn = rng.uniform(0.0, b.capacity_kwh, len(rows))
     for j, i in enumerate(rows):
@@ -116,13 +118,20 @@ def advantage_demonstrations(data: EpisodeData, start_kwh: np.ndarray, share: fl
         plan, columns = data.advise(i, e)
         with_plan(obs[j], columns)
         q = action_costs(data, i, e, plan)
-        planned = decision_to_action(plan, b.max_charge_kw, b.max_discharge_kw)
-        advantage = q - q[planned] + margin_eur
-        advantage[planned] = 0.0
-        allowed = data.shield.mask(data.state(i, e), data.forecaster.at(i))
-        advantage[~allowed] = ADVANTAGE_CLIP_EUR
-        targets[j] = -np.clip(advantage, -ADVANTAGE_CLIP_EUR, ADVANTAGE_CLIP_EUR) / ADVANTAGE_UNIT_EUR
-    return obs, targets
+        planned[j] = decision_to_action(plan, b.max_charge_kw, b.max_discharge_kw)
+        advantage = q - q[planned[j]]
+        advantage[~data.shield.mask(data.state(i, e), data.forecaster.at(i))] = np.inf
+        advantages[j] = advantage
+    return obs, advantages, planned
+
+
+def logit_targets(advantages: np.ndarray, planned: np.ndarray, margin_eur: float = 0.0) -> np.ndarray:
+    """The network's targets: ``-clip(A + margin) / ADVANTAGE_UNIT_EUR``, the margin added to every action but
+    the plan's (refused actions end at the clip)."""
+    a = np.asarray(advantages, dtype=np.float64) + margin_eur
+    rows = np.arange(len(a))
+    a[rows, planned] = np.where(np.isfinite(a[rows, planned]), 0.0, np.inf)
+    return (-np.clip(a, -ADVANTAGE_CLIP_EUR, ADVANTAGE_CLIP_EUR) / ADVANTAGE_UNIT_EUR).astype(np.float32)
 
 
 def fit_advantages(model: Any, obs: np.ndarray, targets: np.ndarray, epochs: int, batch_size: int,

@@ -31,6 +31,7 @@ from dwars.training.advantage import (
     advantage_demonstrations,
     continuation_costs,
     fit_advantages,
+    logit_targets,
     regret_summary,
 )
 from dwars.training.export import normalize_obs
@@ -310,8 +311,9 @@ def train(
                 raise ValueError(f"bc.labels = {labels!r}: must be one of {', '.join(DEMONSTRATION_LABELS)}")
             pairs = list(cache.values())
             if labels == "advantage":
-                obs, targets = _cached_demonstrations(folder, pairs, bc_h, seed, progress_bar)
+                obs, advantages, planned = _cached_demonstrations(folder, pairs, bc_h, seed, progress_bar)
                 obs = stats.normalise(obs)
+                targets = logit_targets(advantages, planned, float(bc_h.get("advantage_margin_eur", 0.0)))
                 losses = fit_advantages(model, obs, targets, int(bc_h["epochs"]), int(bc_h["batch_size"]),
                                         float(bc_h["learning_rate"]), seed)
                 figures["bc"] = {"labels": labels, "samples": len(targets), "loss_per_epoch": losses,
@@ -384,21 +386,21 @@ def _dagger(model: MaskablePPO, stats: ObsStats, scenarios: list[Scenario], inst
 
 
 def _cached_demonstrations(folder: Path, pairs: list[EpisodeData], bc_h: dict[str, Any], seed: int,
-                           progress_bar: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Advantage demonstrations (raw observations, targets), kept in ``folder/demonstrations.npz``: the LP solves
-    are most of a run's time, so a run in the same folder with the same data and labelling settings reuses them
-    (to try other fitting settings)."""
-    keys = ("labels", "sample_share", "advantage_margin_eur", "random_soc_share")
+                           progress_bar: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Advantage demonstrations (raw observations, advantages, the plan's actions), kept in
+    ``folder/demonstrations.npz``: the LP solves are most of a run's time, so a run in the same folder with the same
+    data and labelling settings reuses them (to try other margins and fitting settings)."""
+    keys = ("labels", "sample_share", "random_soc_share")
     key = json.dumps({"pairs": len(pairs), "seed": seed, **{k: bc_h.get(k) for k in keys}}, sort_keys=True)
     path = folder / "demonstrations.npz"
     if path.exists():
         cached = np.load(path)
         if str(cached["key"]) == key:
-            return cached["obs"], cached["targets"]
+            return cached["obs"], cached["advantages"], cached["planned"]
     demos = _parallel(_advantage_job, pairs, bc_h, seed, int(bc_h.get("workers", 1)), progress_bar)
-    obs, targets = np.concatenate([o for o, _ in demos]), np.concatenate([t for _, t in demos])
-    np.savez(path, obs=obs, targets=targets, key=np.array(key))
-    return obs, targets
+    obs, advantages, planned = (np.concatenate([d[k] for d in demos]) for k in range(3))
+    np.savez(path, obs=obs, advantages=advantages, planned=planned, key=np.array(key))
+    return obs, advantages, planned
 
 
 _JOBS: list[EpisodeData] = []  # the episode tables a forked worker reads (inherited, never pickled)
@@ -410,16 +412,15 @@ def _class_job(j: int, bc_h: dict[str, Any], seed: int) -> tuple[np.ndarray, np.
                                  float(bc_h.get("sample_share", 1.0)), seed + j, str(bc_h.get("labels", "oracle")))
 
 
-def _advantage_job(j: int, bc_h: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _advantage_job(j: int, bc_h: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     d = _JOBS[j]
     start, _ = oracle_start_kwh(d, d.scenario)
     return advantage_demonstrations(d, start, float(bc_h.get("sample_share", 1.0)), seed + j,
-                                    float(bc_h.get("advantage_margin_eur", 0.0)),
                                     float(bc_h.get("random_soc_share", 0.0)))
 
 
 def _parallel(job: Any, pairs: list[EpisodeData], bc_h: dict[str, Any], seed: int, workers: int,
-              progress_bar: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+              progress_bar: bool) -> list[Any]:
     """``job(j, bc_h, seed)`` for every episode table, in ``workers`` forked processes (1: in this one)."""
     global _JOBS
     _JOBS = pairs
