@@ -542,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", required=True, help="installation TOML")
     ev.add_argument("--scenario", required=True, help="scenario CSV (dwars scenario build)")
     ev.add_argument("--controllers", default="none,msc,rule,mpc,oracle",
-                    help="comma-separated: none, msc, rule, mpc, oracle, random, rl (default %(default)s)")
+                    help="comma-separated: none, msc, rule, mpc, mpc_shield, oracle, random, rl (default %(default)s)")
     ev.add_argument("--json", metavar="OUT.json", help="write the figures as JSON")
     ev.add_argument("--seed", type=int, default=0, help="seed of the forecast errors and of random (default 0)")
     ev.add_argument("--plots", metavar="DIR", help="write plots (a day per controller, costs per month) as PNG")

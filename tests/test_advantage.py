@@ -12,10 +12,10 @@ from dwars.data.scenario import Scenario
 from dwars.env.dispatch import simulate_interval
 from dwars.env.home_env import EpisodeData
 from dwars.env.modes import ACTION_MODES, ACTIONS, N_ACTIONS, Mode, action_power_kw, decision_to_action
+from dwars.policy.lookahead import GRID_POINTS
 from dwars.training.advantage import (
     ADVANTAGE_CLIP_EUR,
     ADVANTAGE_UNIT_EUR,
-    CONTINUATION_GRID,
     action_costs,
     advantage_demonstrations,
     continuation_costs,
@@ -37,7 +37,7 @@ def evening(data: EpisodeData, day: int = 3) -> int:
 def test_the_continuation_cost_is_convex_and_values_energy(data: EpisodeData) -> None:
     b = data.home.battery
     # From the reserve up (below it the LP's floor is the start energy itself, a different LP per start).
-    grid = np.linspace(b.reserve_kwh, b.capacity_kwh, CONTINUATION_GRID)
+    grid = np.linspace(b.reserve_kwh, b.capacity_kwh, GRID_POINTS)
     cost = continuation_costs(data, evening(data), grid)
     assert np.all(np.isfinite(cost))
     assert np.all(np.diff(cost, 2) >= -1e-6)  # an LP's optimal value is convex in its right-hand side

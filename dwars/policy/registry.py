@@ -10,7 +10,7 @@ from dwars.data.scenario import Scenario
 from dwars.errors import DwarsError
 from dwars.policy.base import Controller, Home
 
-CONTROLLER_NAMES: tuple[str, ...] = ("none", "msc", "rule", "mpc", "oracle", "random", "rl")
+CONTROLLER_NAMES: tuple[str, ...] = ("none", "msc", "rule", "mpc", "mpc_shield", "oracle", "random", "rl")
 
 
 def make_controller(
@@ -49,6 +49,10 @@ def make_controller(
         from dwars.policy.mpc import MpcController
 
         return MpcController(home, seed, **options)
+    if name == "mpc_shield":
+        from dwars.policy.lookahead import ShieldAwareMpcController
+
+        return ShieldAwareMpcController(home, seed, **options)
     if name == "oracle":
         if scenario is None:
             raise DwarsError("controller oracle: needs the scenario (it plans with perfect foresight)")

@@ -11,9 +11,8 @@ For a state (interval ``i``, battery energy ``e``) the hindsight cost of action 
     Q(a) = cost of interval i under a (actual PV, load, prices)  +  V_{i+1}(energy a leaves)
 
 where ``V_{i+1}(e)`` is the perfect-foresight LP's cost over the next :data:`HINDSIGHT_HOURS` hours from
-energy ``e`` (energy left at the end valued as the MPC values it). ``V`` is convex and piecewise linear in
-``e`` (an LP's optimal value in a right-hand side), so it is solved on a grid of energies and interpolated:
-:data:`CONTINUATION_GRID` LP solves (and one at the reserve) per state serve all 42 actions. The label of the
+energy ``e`` (energy left at the end valued as the MPC values it), solved on a grid of energies and
+interpolated (:mod:`dwars.policy.lookahead`, which does the same on the forecasts). The label of the
 state is the advantage ``A(a) = Q(a) - Q(plan's action)`` (EUR), plus ``margin_eur`` for every action but the
 plan's (a departure must pay at least that much), clipped to +-:data:`ADVANTAGE_CLIP_EUR`; actions the shield
 refuses get the clip.
@@ -31,66 +30,41 @@ from typing import Any
 import numpy as np
 import torch
 
-from dwars.env.dispatch import simulate_interval
 from dwars.env.home_env import EpisodeData
-from dwars.env.modes import ACTION_MODES, N_ACTIONS, action_power_kw, decision_to_action
+from dwars.env.modes import N_ACTIONS, decision_to_action
 from dwars.env.observation import with_plan, with_soc
-from dwars.policy.lp import LpError, solve_dispatch
+from dwars.policy.lookahead import action_values, continuation_values, energy_grid
 from dwars.policy.mpc import default_terminal_value
 
 #: Hours of perfect foresight after the interval that judge an action (as the hindsight labels).
 HINDSIGHT_HOURS = 36
-#: Battery energies (evenly spaced over the usable capacity) at which the continuation LP is solved per state.
-CONTINUATION_GRID = 9
 #: One logit is this many EUR of expected advantage.
 ADVANTAGE_UNIT_EUR = 0.01
 #: Advantages are clipped to +- this (EUR): beyond it, how much worse an action is does not matter.
 ADVANTAGE_CLIP_EUR = 0.2
 
 
-def continuation_costs(data: EpisodeData, start: int, energies_kwh: np.ndarray) -> np.ndarray:
-    """EUR of the perfect-foresight plan from interval ``start`` over :data:`HINDSIGHT_HOURS` hours, per start
-    energy (energy cost + wear + goal slack penalty - value of the energy left at the end); zeros at the end of
-    the scenario."""
-    energies = np.asarray(energies_kwh, dtype=float)
+def continuation_costs(data: EpisodeData, start: int, energies_kwh: np.ndarray | list[float]) -> np.ndarray:
+    """V (EUR) per start energy: the perfect-foresight LP from interval ``start`` over :data:`HINDSIGHT_HOURS`
+    hours (:func:`dwars.policy.lookahead.continuation_values` on the actuals; the energy left at the end valued
+    as the MPC values it); zeros at the end of the scenario."""
     lo, hi = start, min(start + round(HINDSIGHT_HOURS / data.dt_h), len(data.pv_kw))
     if hi - lo < 2:
-        return np.zeros(len(energies))
-    b, grid = data.home.battery, data.home.grid_limit_kw
+        return np.zeros(len(energies_kwh))
     goals = [(k - lo, float(data.goal_kwh[k])) for k in range(lo, hi) if np.isfinite(data.goal_kwh[k])]
     prices = data.import_price[lo:hi]
-    value = default_terminal_value(prices, data.home)
-    out = np.empty(len(energies))
-    for j, e in enumerate(energies):
-        try:
-            s = solve_dispatch(float(e), data.pv_kw[lo:hi], data.load_kw[lo:hi], prices, data.export_price[lo:hi],
-                               data.dt_h, b, grid, goals, value, time_limit_s=5.0)
-        except (LpError, ValueError):
-            out[j] = np.nan
-            continue
-        out[j] = s.energy_cost_eur + s.wear_eur + s.slack_penalty_eur - value * float(s.energy_kwh[-1])
-    return out
+    return continuation_values(energies_kwh, data.pv_kw[lo:hi], data.load_kw[lo:hi], prices,
+                               data.export_price[lo:hi], data.dt_h, data.home.battery, data.home.grid_limit_kw,
+                               goals, default_terminal_value(prices, data.home))
 
 
 def action_costs(data: EpisodeData, i: int, energy_kwh: float, plan: Any) -> np.ndarray:
     """Hindsight cost Q (EUR) of each of the 42 actions at interval ``i`` from ``energy_kwh`` (see the module
-    text); the plan's exact power near its step, PV export curtailed at a negative export price, as the env does."""
+    text and :func:`dwars.policy.lookahead.action_values`)."""
     b = data.home.battery
-    power = np.array([action_power_kw(a, b.max_charge_kw, b.max_discharge_kw, plan) for a in range(N_ACTIONS)])
-    r = simulate_interval(np.full(N_ACTIONS, energy_kwh), ACTION_MODES.astype(int), power, data.pv_kw[i],
-                          data.load_kw[i], data.import_price[i], data.export_price[i], data.dt_h, b,
-                          data.home.grid_limit_kw, bool(data.export_price[i] < 0))
-    now = np.asarray(r.energy_cost_eur, dtype=float) + np.asarray(r.wear_eur, dtype=float)
-    # The reserve is a grid point: below it the LP's floor is the start energy (V is not convex across it), and no
-    # action takes the battery below it from above.
-    grid = np.unique(np.append(np.linspace(0.0, b.capacity_kwh, CONTINUATION_GRID), b.reserve_kwh))
-    later = continuation_costs(data, i + 1, grid)
-    if not np.all(np.isfinite(later)):
-        ok = np.isfinite(later)
-        if not ok.any():
-            return now
-        grid, later = grid[ok], later[ok]
-    return now + np.interp(np.asarray(r.energy_kwh, dtype=float), grid, later)
+    grid = energy_grid(b)
+    return action_values(energy_kwh, data.pv_kw[i], data.load_kw[i], data.import_price[i], data.export_price[i],
+                         data.dt_h, b, data.home.grid_limit_kw, plan, grid, continuation_costs(data, i + 1, grid))
 
 
 def advantage_demonstrations(data: EpisodeData, start_kwh: np.ndarray, share: float = 1.0, seed: int = 0,

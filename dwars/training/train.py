@@ -104,7 +104,7 @@ class TrainResult:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-CLASS_LABELS = ("oracle", "plan", "perfect_plan", "hindsight")
+CLASS_LABELS = ("oracle", "plan", "perfect_plan", "hindsight", "shield_aware")
 #: Every ``[bc] labels``: the class labels of :func:`oracle_demonstrations` and "advantage" (regression targets,
 #: :mod:`dwars.training.advantage`).
 DEMONSTRATION_LABELS = (*CLASS_LABELS, "advantage")
@@ -134,7 +134,9 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: 
     at that moment: what the plan would be without forecast errors, knowing no more prices than the policy) or
     "hindsight" (the plan's step, unless the oracle's action beats it in hindsight by more than
     :data:`HINDSIGHT_MARGIN_EUR`: this interval's cost plus the perfect-foresight LP's cost of the next
-    hours from where each leaves the battery; two LP solves per row). The fifth kind, "advantage", is not a class
+    hours from where each leaves the battery; two LP solves per row) or "shield_aware" (the plan's step where the
+    safety shield lets it through, else the allowed action the plan values most:
+    :class:`~dwars.policy.lookahead.ShieldAwareMpcController`). The sixth kind, "advantage", is not a class
     label: see :func:`advantage_demonstrations` (:mod:`dwars.training.advantage`).
     With ``shield_labels`` an oracle action the shield would refuse is replaced by the closest allowed one.
     """
@@ -167,12 +169,20 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: 
 
         perfect = Forecaster(scenario, data.home, pv_mode="perfect", load_mode="perfect")
         advisor = PlanAdvisor(data.home)
+    if labels == "shield_aware":
+        from dwars.policy.lookahead import ShieldAwareMpcController
+
+        expert = ShieldAwareMpcController(data.home, record_timing=False)
     for j, i in enumerate(rows):
         plan, columns = data.advise(int(i), float(start[i]))
         with_plan(obs[j], columns)
         if labels == "perfect_plan":
             plan = advisor.advise(data.state(int(i), float(start[i])), perfect.at(int(i)))[0]
         plan_action = decision_to_action(plan, b.max_charge_kw, b.max_discharge_kw)
+        if labels == "shield_aware":  # the plan's step, unless the shield would refuse it: then the expert's repair
+            repaired = expert.repair(data.state(int(i), float(start[i])), data.forecaster.at(int(i)), plan)
+            if repaired is not plan:
+                plan_action = decision_to_action(repaired, b.max_charge_kw, b.max_discharge_kw)
         if labels == "hindsight" and actions[j] != plan_action:  # equal actions: no regret, no LP to solve
             regret = (_hindsight_cost(data, int(i), float(start[i]), plan_action, plan)
                       - _hindsight_cost(data, int(i), float(start[i]), int(actions[j]), plan))
