@@ -28,7 +28,7 @@ from dwars.env.modes import (
 from dwars.env.observation import I_PLAN, N_PLAN, OBSERVATION_NAMES, PLAN_SOC_HOURS, build_observation
 from dwars.policy.advisor import PlanAdvisor
 from dwars.policy.base import Home, State
-from dwars.policy.mpc import MpcController
+from dwars.policy.lookahead import ShieldAwareMpcController
 
 
 @settings(max_examples=200, deadline=None)
@@ -55,9 +55,11 @@ def test_action_power_is_the_plans_near_its_step_and_the_grid_elsewhere(action: 
 
 
 def test_plan_columns_describe_the_mpc_decision(week_60: Scenario, home_inst: Installation) -> None:
+    """The columns carry the shield-aware MPC's decision (the plain MPC's, repaired where the shield refuses it)
+    and the LP's own plan."""
     home = Home.from_installation(home_inst)
     forecaster = Forecaster(week_60, home)
-    advisor, mpc = PlanAdvisor(home), MpcController(home)
+    advisor, mpc = PlanAdvisor(home), ShieldAwareMpcController(home)
     b = home.battery
     modes_seen = set()
     for i in range(0, 140, 3):
@@ -65,7 +67,7 @@ def test_plan_columns_describe_the_mpc_decision(week_60: Scenario, home_inst: In
             state = State(week_60.index[i], 60, energy, 100 * energy / b.capacity_kwh)
             decision, columns = advisor.advise(state, forecaster.at(i))
             direct = mpc.decide(state, forecaster.at(i))
-            assert (decision.mode, decision.power_kw) == (direct.mode, direct.power_kw)  # the MPC, unchanged
+            assert (decision.mode, decision.power_kw) == (direct.mode, direct.power_kw)  # the expert, unchanged
             assert columns.shape == (N_PLAN,) and np.all(np.isfinite(columns))
             assert columns[:4].sum() == 1.0 and columns[int(decision.mode)] == 1.0
             plan = mpc.last_plan
@@ -80,16 +82,17 @@ def test_plan_columns_describe_the_mpc_decision(week_60: Scenario, home_inst: In
             np.testing.assert_array_equal(obs[I_PLAN:I_PLAN + N_PLAN], columns)
             assert OBSERVATION_NAMES[I_PLAN + int(decision.mode)].startswith("plan_")
     assert len(modes_seen) >= 3  # a real week: the plan charges, discharges and follows the house
+    assert mpc.repairs > 0  # and the shield would have refused some of the plain MPC's steps
 
 
 def test_an_agent_on_the_plans_step_is_the_mpc(week_60: Scenario, home_inst: Installation) -> None:
-    """In the env, always choosing the plan's step carries out the MPC exactly (no 5 % rounding)."""
+    """In the env, always choosing the plan's step carries out the (shield-aware) MPC exactly (no 5 % rounding)."""
     env = HomeEnergyEnv(week_60, home_inst, episode_days=2, auto_curtail=False, shield_mask=False)
     obs, _ = env.reset(seed=0)
     data = env.data
     assert data is not None
     b = data.home.battery
-    mpc = MpcController(data.home)
+    mpc = ShieldAwareMpcController(data.home)
     energy = env._energy
     off_grid = 0
     for _ in range(40):

@@ -27,7 +27,7 @@ def test_check_env_passes(env: HomeEnergyEnv) -> None:
 def test_spaces_and_version(env: HomeEnergyEnv) -> None:
     assert env.action_space.n == N_ACTIONS == 42
     assert env.observation_space.shape == (N_OBS,) == (len(OBSERVATION_NAMES),)
-    assert env.obs_version == OBS_VERSION == 3
+    assert env.obs_version == OBS_VERSION == 4
     obs, _ = env.reset(seed=1)
     assert obs.dtype == np.float32 and np.all(np.isfinite(obs))
     assert obs[0] == pytest.approx(0.5)  # initial_soc_pct = 50

@@ -136,7 +136,7 @@ class HomeEnergyEnv(gym.Env):
         allowed actions: those the safety shield accepts unchanged (MaskablePPO uses them).
 
     Observation Space
-        ``Box(226,)`` float32, layout version ``OBS_VERSION`` = 3, documented index by index in
+        ``Box(226,)`` float32, layout version ``OBS_VERSION`` = 4, documented index by index in
         :mod:`dwars.env.observation` (SoC, installation, clock, spread, prices per hour ahead and whether they
         are known, PV and load forecasts, time and energy to the next endpoint and night end, price ranks, and
         the MPC's plan from this state: one LP solve per step, :class:`~dwars.policy.advisor.PlanAdvisor`).

@@ -4,7 +4,8 @@ The layout is a contract between the simulator (training), the exported ONNX mod
 ``OBS_VERSION`` changes whenever it changes. One vectorised core (:func:`features`) builds it, for one
 interval (runtime, evaluation) or for a whole episode at once (training).
 
-Version 3 (``N_OBS`` = 226; version 2 had 214, without the plan columns 34-45; version 1 206, also without
+Version 4 (``N_OBS`` = 226; version 3 had the same columns, but its plan decision was the plain MPC's, not
+repaired for the safety shield; version 2 had 214, without the plan columns 34-45; version 1 206, also without
 26-33):
 
 =======  ===================================  ===========================================================
@@ -60,6 +61,9 @@ Why 34-45 (version 3): the policy refines a plan rather than replacing it. The r
 planned SoC path and learns, from the perfect-foresight oracle and then from the reward, where to follow it and
 where forecast errors and the shield make another action pay. These columns depend on the SoC, so they are
 filled per interval by :func:`with_plan` (:func:`features` leaves them 0), from :func:`plan_features`.
+Version 4: the decision columns (34-39) are the shield-aware MPC's
+(:class:`~dwars.policy.lookahead.ShieldAwareMpcController`): where the shield would refuse the plan's step, the
+allowed action the plan values most. The plan's battery power and SoC path (40-45) stay the LP's own.
 
 Unknown prices (day-ahead not yet published) are filled with the mean of the known ones and flagged by
 ``known_h*``. "Hour j" is the j-th block of 60 minutes starting at the interval being decided.
@@ -73,7 +77,7 @@ import pandas as pd
 from dwars.env.modes import Mode
 from dwars.policy.base import Forecasts, Home, State
 
-OBS_VERSION = 3
+OBS_VERSION = 4
 HOURS_AHEAD = 36
 PLAN_SOC_HOURS = (1, 3, 6, 12, 24)
 NO_DEADLINE_HOURS = 1.5  # value of *_hours (in days) when no deadline of that kind is in the horizon

@@ -5,6 +5,11 @@ The RL policy does not replace the optimiser, it works on top of it (observation
 plans on the same forecasts the policy sees, and the policy chooses, knowing that plan, what to do. One
 :class:`PlanAdvisor` serves the simulator (training), the evaluation and the Pi runtime, so the policy sees the
 same plan everywhere.
+
+The decision in the columns is the shield-aware MPC's (:class:`~dwars.policy.lookahead.ShieldAwareMpcController`,
+observation version 4): where the safety shield would refuse the plan's step, the allowed action the plan values
+most, so that following the plan never runs into the shield. On 2024 hourly data that repair alone is worth
+2.7 EUR (examples/home.toml), 12.5 (east_west) and 8.8 (large_battery) a year against leaving it to the shield.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import numpy as np
 from dwars.env.modes import Decision
 from dwars.env.observation import plan_features
 from dwars.policy.base import Forecasts, Home, State
-from dwars.policy.mpc import MpcController
+from dwars.policy.lookahead import ShieldAwareMpcController
 
 
 class PlanAdvisor:
@@ -27,10 +32,10 @@ class PlanAdvisor:
 
     def __init__(self, home: Home) -> None:
         self.home = home
-        self.mpc = MpcController(home, record_timing=False)  # millions of calls in training
+        self.mpc = ShieldAwareMpcController(home, record_timing=False)  # millions of calls in training
 
     def advise(self, state: State, forecasts: Forecasts) -> tuple[Decision, np.ndarray]:
-        """(the MPC's decision, the plan columns (N_PLAN,) float32) for ``state`` and ``forecasts``."""
+        """(the shield-aware MPC's decision, the plan columns (N_PLAN,) float32) for ``state`` and ``forecasts``."""
         decision = self.mpc.decide(state, forecasts)
         plan = self.mpc.last_plan
         battery_kw = float(plan.battery_kw[0]) if plan is not None else 0.0
