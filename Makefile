@@ -27,7 +27,7 @@ run: $(VENV)/.runtime
 		--prices sample:prices_2024.json.gz --weather sample:knmi_debilt_260_2024_T_Q.csv.gz --load profile \
 		--start 2024-01-01 --end 2025-01-01 --resolution 60min --model-pv --out $(OUT)/scenario_2024_60min.csv
 	$(BIN)/dwars evaluate --config examples/home.toml --scenario $(OUT)/scenario_2024_60min.csv \
-		--controllers none,msc,rule,mpc,rl,oracle --json $(OUT)/evaluation_2024.json --plots $(OUT)/plots
+		--controllers none,msc,rule,mpc,mpc_shield,rl,oracle --json $(OUT)/evaluation_2024.json --plots $(OUT)/plots
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check dwars tests bench

@@ -409,6 +409,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     with console.status("building training scenarios from real data ..."):
         scenarios = year_scenarios(base, args.data_dir or data_h["data_dir"], list(data_h["train_years"]),
                                    int(data_h["minutes"]), list(data_h["annual_load_kwh"]))
+        quarter = data_h.get("quarter_hour")  # 15-minute versions of some years, so the policy knows that grid too
+        if quarter:
+            scenarios += year_scenarios(base, args.data_dir or data_h["data_dir"], list(quarter["years"]), 15,
+                                        list(quarter["annual_load_kwh"]))
     homes = [base, *installation_pool(int(rand_h["pool_size"]), int(rand_h["seed"]))]
     console.print(f"training on {len(scenarios)} scenarios x {len(homes)} installations")
     result = train(scenarios, homes, args.out, hyper, total_timesteps=args.steps, resume=args.resume,

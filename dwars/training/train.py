@@ -416,16 +416,22 @@ def _cached_demonstrations(folder: Path, pairs: list[EpisodeData], bc_h: dict[st
 _JOBS: list[EpisodeData] = []  # the episode tables a forked worker reads (inherited, never pickled)
 
 
+def _share(d: EpisodeData, bc_h: dict[str, Any]) -> float:
+    """``[bc] sample_share`` of an hourly table; a 15-minute table gets a quarter of it (the same hours sampled,
+    at a quarter of the LP solves: its LPs are four times as long)."""
+    return float(bc_h.get("sample_share", 1.0)) * min(d.minutes / 60.0, 1.0)
+
+
 def _class_job(j: int, bc_h: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
     d = _JOBS[j]
-    return oracle_demonstrations(d, d.scenario, bool(bc_h.get("shield_labels", True)),
-                                 float(bc_h.get("sample_share", 1.0)), seed + j, str(bc_h.get("labels", "oracle")))
+    return oracle_demonstrations(d, d.scenario, bool(bc_h.get("shield_labels", True)), _share(d, bc_h), seed + j,
+                                 str(bc_h.get("labels", "oracle")))
 
 
 def _advantage_job(j: int, bc_h: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     d = _JOBS[j]
     start, _ = oracle_start_kwh(d, d.scenario)
-    return advantage_demonstrations(d, start, float(bc_h.get("sample_share", 1.0)), seed + j,
+    return advantage_demonstrations(d, start, _share(d, bc_h), seed + j,
                                     float(bc_h.get("random_soc_share", 0.0)))
 
 
