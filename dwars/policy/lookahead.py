@@ -7,8 +7,8 @@ For an interval with battery energy ``e`` the value of action ``a`` is
 where ``V(e')`` is the LP's optimal cost (energy cost + wear + goal slack - value of the energy left at the
 horizon end) over the following intervals from energy ``e'``. ``V`` is convex and piecewise linear in ``e'`` (an
 LP's optimal value as a function of a right-hand side), so it is solved on a grid of energies and interpolated:
-:data:`GRID_POINTS` LP solves (and one at the reserve: below it the LP's floor is the start energy, so ``V`` is not
-convex across it, and no action takes the battery below it from above) serve all 42 actions.
+:data:`GRID_POINTS` LP solves over the range the actions can reach (and one at the reserve when inside: below it
+the LP's floor is the start energy, so ``V`` is not convex across it) serve all 42 actions.
 
 Two users: :class:`ShieldAwareMpcController` (on the forecasts: where the safety shield would refuse the plan's
 step, the allowed action the plan itself values most, instead of the shield's generic repair) and the training
@@ -28,13 +28,34 @@ from dwars.policy.base import Forecasts, Home, State
 from dwars.policy.lp import LpError, solve_dispatch
 from dwars.policy.mpc import MpcController
 
-#: Battery energies (evenly spaced over the capacity) at which V is solved; the reserve is added.
-GRID_POINTS = 9
+#: Battery energies at which V is solved per decision: evenly spaced over the energies the 42 actions can leave
+#: (a single interval moves the battery by at most its power times the interval), plus the reserve when inside.
+GRID_POINTS = 5
 
 
-def energy_grid(battery: Battery, points: int = GRID_POINTS) -> np.ndarray:
-    """Energies (kWh) at which :func:`continuation_values` are solved: evenly spaced, plus the reserve."""
-    return np.unique(np.append(np.linspace(0.0, battery.capacity_kwh, points), battery.reserve_kwh))
+def interval_outcomes(energy_kwh: float, pv_kw: float, load_kw: float, import_price: float, export_price: float,
+                      dt_h: float, battery: Battery, grid_limit_kw: float,
+                      plan: Decision | None) -> tuple[np.ndarray, np.ndarray]:
+    """(cost now in EUR, energy left in kWh) of each of the 42 actions over one interval: simulated with the plan's
+    exact power near its step and PV export curtailed at a negative export price, as the env does."""
+    power = np.array([action_power_kw(a, battery.max_charge_kw, battery.max_discharge_kw, plan)
+                      for a in range(N_ACTIONS)])
+    r = simulate_interval(np.full(N_ACTIONS, energy_kwh), ACTION_MODES.astype(int), power, pv_kw, load_kw,
+                          import_price, export_price, dt_h, battery, grid_limit_kw, bool(export_price < 0))
+    now = np.asarray(r.energy_cost_eur, dtype=float) + np.asarray(r.wear_eur, dtype=float)
+    return now, np.asarray(r.energy_kwh, dtype=float)
+
+
+def energy_grid(energies_after_kwh: np.ndarray, battery: Battery, points: int = GRID_POINTS) -> np.ndarray:
+    """Energies (kWh) at which :func:`continuation_values` are solved: ``points`` evenly spaced over the range
+    the actions leave, plus the reserve when it lies inside (V bends there)."""
+    lo, hi = float(np.min(energies_after_kwh)), float(np.max(energies_after_kwh))
+    if hi - lo <= 1e-9:
+        return np.array([lo])
+    grid = np.linspace(lo, hi, points)
+    if lo < battery.reserve_kwh < hi:
+        grid = np.unique(np.append(grid, battery.reserve_kwh))
+    return grid
 
 
 def continuation_values(energies_kwh: Sequence[float] | np.ndarray, pv_kw: np.ndarray, load_kw: np.ndarray,
@@ -58,21 +79,14 @@ def continuation_values(energies_kwh: Sequence[float] | np.ndarray, pv_kw: np.nd
     return out
 
 
-def action_values(energy_kwh: float, pv_kw: float, load_kw: float, import_price: float, export_price: float,
-                  dt_h: float, battery: Battery, grid_limit_kw: float, plan: Decision | None, grid_kwh: np.ndarray,
+def action_values(now_eur: np.ndarray, energies_after_kwh: np.ndarray, grid_kwh: np.ndarray,
                   values: np.ndarray) -> np.ndarray:
-    """Q (EUR) of each of the 42 actions: this interval simulated (the plan's exact power near its step, PV export
-    curtailed at a negative export price, as the env does) plus ``values`` (V on ``grid_kwh``) interpolated at
-    the energy it leaves. Failed grid points are left out; without any, Q is this interval's cost alone."""
-    power = np.array([action_power_kw(a, battery.max_charge_kw, battery.max_discharge_kw, plan)
-                      for a in range(N_ACTIONS)])
-    r = simulate_interval(np.full(N_ACTIONS, energy_kwh), ACTION_MODES.astype(int), power, pv_kw, load_kw,
-                          import_price, export_price, dt_h, battery, grid_limit_kw, bool(export_price < 0))
-    now = np.asarray(r.energy_cost_eur, dtype=float) + np.asarray(r.wear_eur, dtype=float)
+    """Q (EUR) per action: its cost now plus V (``values`` on ``grid_kwh``) interpolated at the energy it leaves.
+    Failed grid points are left out; without any, Q is the cost now alone."""
     ok = np.isfinite(values)
     if not ok.any():
-        return now
-    return now + np.interp(np.asarray(r.energy_kwh, dtype=float), grid_kwh[ok], values[ok])
+        return np.asarray(now_eur, dtype=float)
+    return now_eur + np.interp(energies_after_kwh, grid_kwh[ok], values[ok])
 
 
 class ShieldAwareMpcController(MpcController):
@@ -122,11 +136,12 @@ class ShieldAwareMpcController(MpcController):
         # one due at the end of this interval is the shield's to keep.
         goals = [(k - 1, b.capacity_kwh * d.soc_pct / 100.0) for k, d in forecasts.deadline_steps(state.minutes)
                  if 1 <= k < k_n]
-        grid = energy_grid(b)
+        now, after = interval_outcomes(state.energy_kwh, pv[0], load[0], pi[0], pe[0], state.dt_h, b,
+                                       home.grid_limit_kw, plan)
+        grid = energy_grid(after, b)
         later = continuation_values(grid, pv[1:], load[1:], pi[1:], pe[1:], state.dt_h, b, home.grid_limit_kw,
                                     goals, self.terminal_value_for(pi), self.time_limit_s)
-        q = action_values(state.energy_kwh, pv[0], load[0], pi[0], pe[0], state.dt_h, b, home.grid_limit_kw, plan,
-                          grid, later)
+        q = action_values(now, after, grid, later)
         allowed = self.shield.mask(state, forecasts)
         # Steps next to the plan's carry out the plan's exact power (action_power_kw), which the shield refuses:
         # the mask judged the step's own power.

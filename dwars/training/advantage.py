@@ -33,7 +33,7 @@ import torch
 from dwars.env.home_env import EpisodeData
 from dwars.env.modes import N_ACTIONS, decision_to_action
 from dwars.env.observation import with_plan, with_soc
-from dwars.policy.lookahead import action_values, continuation_values, energy_grid
+from dwars.policy.lookahead import action_values, continuation_values, energy_grid, interval_outcomes
 from dwars.policy.mpc import default_terminal_value
 
 #: Hours of perfect foresight after the interval that judge an action (as the hindsight labels).
@@ -60,11 +60,12 @@ def continuation_costs(data: EpisodeData, start: int, energies_kwh: np.ndarray |
 
 def action_costs(data: EpisodeData, i: int, energy_kwh: float, plan: Any) -> np.ndarray:
     """Hindsight cost Q (EUR) of each of the 42 actions at interval ``i`` from ``energy_kwh`` (see the module
-    text and :func:`dwars.policy.lookahead.action_values`)."""
+    text and :mod:`dwars.policy.lookahead`)."""
     b = data.home.battery
-    grid = energy_grid(b)
-    return action_values(energy_kwh, data.pv_kw[i], data.load_kw[i], data.import_price[i], data.export_price[i],
-                         data.dt_h, b, data.home.grid_limit_kw, plan, grid, continuation_costs(data, i + 1, grid))
+    now, after = interval_outcomes(energy_kwh, data.pv_kw[i], data.load_kw[i], data.import_price[i],
+                                   data.export_price[i], data.dt_h, b, data.home.grid_limit_kw, plan)
+    grid = energy_grid(after, b)
+    return action_values(now, after, grid, continuation_costs(data, i + 1, grid))
 
 
 def advantage_demonstrations(data: EpisodeData, start_kwh: np.ndarray, share: float = 1.0, seed: int = 0,
