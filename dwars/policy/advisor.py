@@ -9,7 +9,7 @@ same plan everywhere.
 The decision in the columns is the shield-aware MPC's (:class:`~dwars.policy.lookahead.ShieldAwareMpcController`,
 observation version 4): where the safety shield would refuse the plan's step, the allowed action the plan values
 most, so that following the plan never runs into the shield. On 2024 hourly data that repair alone is worth
-2.7 EUR (examples/home.toml), 12.5 (east_west) and 8.8 (large_battery) a year against leaving it to the shield.
+2.7 EUR (examples/home.toml), 12.4 (east_west) and 8.6 (large_battery) a year against leaving it to the shield.
 """
 
 from __future__ import annotations

@@ -96,10 +96,11 @@ class ShieldAwareMpcController(MpcController):
     below the spread, an export that would endanger a goal, ...), it proposes the allowed action with the
     lowest :func:`action_values` on the same forecasts: this interval plus the plan's cost from where the
     action leaves the battery. The plain MPC leaves that repair to the shield, which knows only its rules, not
-    the plan's economics (2024, examples/home.toml hourly: 55.04 EUR through the shield; see the README).
+    the plan's economics (2024, examples/home.toml hourly: the MPC costs 55.04 EUR through the shield, this
+    controller 52.39; see the README).
 
-    This is the expert the policy learns from with ``[bc] labels = "shield_aware"`` (:meth:`repair` on the
-    plan the policy's observation already carries).
+    Its decision is the plan in the policy's observation (:class:`~dwars.policy.advisor.PlanAdvisor`, observation
+    version 4), and :meth:`repair` labels ``[bc] labels = "shield_aware"``.
     """
 
     name = "mpc_shield"
