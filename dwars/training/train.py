@@ -196,16 +196,12 @@ def oracle_demonstrations(data: EpisodeData, scenario: Scenario, shield_labels: 
 def _hindsight_cost(data: EpisodeData, i: int, energy_kwh: float, action: int, plan: Decision) -> float:
     """EUR of ``action`` at interval ``i`` plus the perfect-foresight cost of the following hours (see
     :func:`oracle_demonstrations`, labels "hindsight", and :func:`dwars.training.advantage.continuation_costs`)."""
-    from dwars.env.dispatch import simulate_interval
-    from dwars.env.modes import ACTIONS, action_power_kw
+    from dwars.policy.lookahead import interval_outcomes
 
-    b, grid = data.home.battery, data.home.grid_limit_kw
-    power = action_power_kw(action, b.max_charge_kw, b.max_discharge_kw, plan)
-    r = simulate_interval(energy_kwh, int(ACTIONS[action][0]), power, data.pv_kw[i], data.load_kw[i],
-                          data.import_price[i], data.export_price[i], data.dt_h, b, grid,
-                          bool(data.export_price[i] < 0))
-    later = continuation_costs(data, i + 1, np.array([float(r.energy_kwh)]))[0]
-    return float(r.energy_cost_eur + r.wear_eur) + (float(later) if np.isfinite(later) else 0.0)
+    now, after = interval_outcomes(energy_kwh, data.pv_kw[i], data.load_kw[i], data.import_price[i],
+                                   data.export_price[i], data.dt_h, data.home.battery, data.home.grid_limit_kw, plan)
+    later = continuation_costs(data, i + 1, np.array([after[action]]))[0]
+    return float(now[action]) + (float(later) if np.isfinite(later) else 0.0)
 
 
 def _shield_consistent(data: EpisodeData, energy: np.ndarray, actions: np.ndarray, planned: np.ndarray) -> np.ndarray:
