@@ -1,0 +1,134 @@
+"""When the runtime decides: interval boundaries in UTC, and clocks that may run faster than real time.
+
+Decisions fall on interval starts (quarter hours or hours) counted in UTC, so daylight-saving changes need no
+special case: the local day of the last Sunday of March simply has 92 quarter hours and the last Sunday of
+October 100 (see :mod:`dwars.timegrid`). A :class:`SimulatedClock` runs the same loop against the simulated
+inverter at many times real speed (``make run``, the end-to-end tests); :class:`SystemClock` is the Pi's.
+
+:func:`ticks` yields each interval start once. A loop that falls behind (a slow decision, a suspended Pi)
+is not made to catch up with a burst of stale decisions: it skips to the current interval and says how many
+it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+import pandas as pd
+
+from dwars.timegrid import RESOLUTIONS_MIN
+
+log = logging.getLogger(__name__)
+
+
+def _utc(when: pd.Timestamp | datetime, field: str) -> pd.Timestamp:
+    ts = pd.Timestamp(when)
+    if ts.tzinfo is None:
+        raise ValueError(f"{field} = {ts}: must be timezone-aware (dwars computes in UTC)")
+    return ts.tz_convert("UTC")
+
+
+def _check_minutes(minutes: int) -> int:
+    if minutes not in RESOLUTIONS_MIN:
+        raise ValueError(f"minutes = {minutes}: must be one of {', '.join(map(str, RESOLUTIONS_MIN))}")
+    return int(minutes)
+
+
+def interval_start(now: pd.Timestamp | datetime, minutes: int) -> pd.Timestamp:
+    """Start (UTC) of the interval of ``minutes`` that contains ``now``."""
+    return _utc(now, "now").floor(f"{_check_minutes(minutes)}min")
+
+
+def next_boundary(now: pd.Timestamp | datetime, minutes: int) -> pd.Timestamp:
+    """The first interval start (UTC) strictly after ``now``."""
+    return interval_start(now, minutes) + pd.Timedelta(minutes=minutes)
+
+
+class Clock(Protocol):
+    """A source of the current time (UTC) that can wait until a given time."""
+
+    def now(self) -> pd.Timestamp:
+        """The current time, tz-aware UTC."""
+        ...
+
+    async def sleep_until(self, when: pd.Timestamp) -> None:
+        """Return at (or just after) ``when``; at once if it has passed."""
+        ...
+
+
+class SystemClock:
+    """The wall clock."""
+
+    def now(self) -> pd.Timestamp:
+        return pd.Timestamp(time.time_ns(), unit="ns", tz="UTC")
+
+    async def sleep_until(self, when: pd.Timestamp) -> None:
+        delay_s = (_utc(when, "when") - self.now()).total_seconds()
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+
+
+@dataclass
+class SimulatedClock:
+    """Simulated time that runs ``speed`` times as fast as real time from ``start``.
+
+    ``speed`` = 3600 turns a quarter hour into a quarter of a real second. The simulated time is derived from
+    the monotonic real clock, so it never jumps backwards.
+    """
+
+    start: pd.Timestamp
+    speed: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.start = _utc(self.start, "start")
+        if not self.speed > 0:
+            raise ValueError(f"speed = {self.speed}: must be > 0")
+        self._t0 = time.monotonic()
+
+    def now(self) -> pd.Timestamp:
+        return self.start + pd.Timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+
+    async def sleep_until(self, when: pd.Timestamp) -> None:
+        delay_s = (_utc(when, "when") - self.now()).total_seconds() / self.speed
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One decision time: the interval start (UTC), and how many interval starts were skipped before it."""
+
+    start: pd.Timestamp
+    missed: int = 0
+
+
+async def ticks(clock: Clock, minutes: int, until: pd.Timestamp | None = None,
+                first_now: bool = True) -> AsyncIterator[Tick]:
+    """Each interval start of ``minutes`` from now on, as the clock reaches it, until ``until`` (exclusive).
+
+    ``first_now``: begin with the interval already under way (the runtime decides at start-up), else with the
+    next boundary. A consumer that falls behind gets the current interval next, with ``missed`` counting the
+    starts it skipped (logged once as a warning), never a burst of stale ones.
+    """
+    _check_minutes(minutes)
+    step = pd.Timedelta(minutes=minutes)
+    end = _utc(until, "until") if until is not None else None
+    due = interval_start(clock.now(), minutes) if first_now else next_boundary(clock.now(), minutes)
+    while end is None or due < end:
+        await clock.sleep_until(due)
+        current = interval_start(clock.now(), minutes)
+        missed = max(int((current - due) / step), 0)
+        if missed:
+            log.warning("the decision loop fell behind: skipped %d interval(s), deciding for %s", missed,
+                        current.isoformat())
+            due = current
+            if end is not None and due >= end:
+                return
+        yield Tick(due, missed)
+        due = due + step
