@@ -32,6 +32,7 @@ from dwars.env.forecast import Forecaster
 from dwars.env.modes import Decision, Mode
 from dwars.errors import DwarsError
 from dwars.policy.base import Controller, Forecasts, Home, State
+from dwars.policy.decision_log import decision_record, inputs_digest
 from dwars.runtime.clock import Tick
 from dwars.runtime.driver import InverterError, SunSpecDriver
 
@@ -102,8 +103,6 @@ class ControlLoop:
     async def decide(self, when: pd.Timestamp) -> Decision:
         """One interval: read, decide, check, command, log. Returns what was applied (self-consumption, with the
         reason, when the inverter did not take it)."""
-        from dwars.policy.decision_log import decision_record, inputs_digest
-
         reading = await self.driver.read()
         capacity = self.home.battery.capacity_kwh
         inputs = self.inputs.at(when)
