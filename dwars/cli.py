@@ -387,6 +387,47 @@ def cmd_log_shield(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """``dwars run --simulate``: the control loop against the simulated inverter (the live mode comes with #6)."""
+    if not args.simulate:
+        raise DwarsError("dwars run: the live mode (a real inverter, live prices and forecasts) is not built yet; "
+                         "use --simulate to run the loop against the simulated inverter")
+    import pandas as pd
+
+    from dwars.config import load_config
+    from dwars.data.io import sample_path
+    from dwars.data.scenario import build_scenario, read_scenario
+    from dwars.policy.decision_log import read_records, shield_summary
+    from dwars.runtime.simulate import simulated_run
+
+    inst = load_config(_path(args.config))
+    if args.scenario:
+        scenario = read_scenario(_path(args.scenario))
+    else:
+        start = pd.Timestamp(args.start)
+        end = (start + pd.Timedelta(days=args.days)).date().isoformat()
+        with console.status("building the scenario from the bundled 2024 samples ..."):
+            scenario = build_scenario(inst, [sample_path("prices_2024.json.gz")], start.date().isoformat(), end,
+                                      args.minutes, weather=sample_path("knmi_debilt_260_2024_T_Q.csv.gz"),
+                                      model_pv=True)
+    log_path = Path(args.log)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with console.status(f"running {args.controller} against the simulated inverter ({len(scenario.frame)} "
+                        "intervals, Modbus TCP on 127.0.0.1) ..."):
+        summary = simulated_run(inst, scenario, args.controller, log_path, args.policy)
+    cmd_log(argparse.Namespace(file=str(log_path), since=None, tz=inst.site.timezone, controller=None,
+                               limit=args.last))
+    s = shield_summary(read_records(log_path))
+    console.print(f"shield: {s['decisions_with_intervention']} of {s['decisions']} decisions had an intervention "
+                  f"({s['intervention_rate']:.1%}); details: dwars log shield {escape(str(log_path))} --summary")
+    saving = summary.cost_without_battery_eur - summary.cost_eur
+    console.print(f"{summary.intervals} intervals decided, {summary.failures} failed. Cost with the battery "
+                  f"{summary.cost_eur:.2f} EUR (energy and wear, less the value of the energy it gained), without "
+                  f"one {summary.cost_without_battery_eur:.2f} EUR: saving {saving:.2f} EUR; battery at "
+                  f"{summary.end_soc_pct:.0f} % at the end")
+    return 0 if summary.failures == 0 else 1
+
+
 # ----------------------------------------------------------------------------------------------- train
 
 
@@ -558,6 +599,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-shield", action="store_true",
                     help="run controllers without the safety shield (by default all but oracle and none go through it)")
     ev.set_defaults(func=cmd_evaluate)
+
+    rn = sub.add_parser(
+        "run", help="the control loop: decide every interval and command the inverter (--simulate for now)",
+        description="Run the runtime's control loop. With --simulate it drives a simulated inverter (a real "
+                    "Modbus TCP server on 127.0.0.1 with the simulator's battery physics) over a scenario, as "
+                    "fast as it goes, then prints the last actions, the shield's summary and the cost.",
+        epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rn.add_argument("--config", required=True, help="installation TOML")
+    rn.add_argument("--simulate", action="store_true", help="against the simulated inverter (required for now)")
+    rn.add_argument("--scenario", help="scenario CSV to replay (default: built from the bundled 2024 samples)")
+    rn.add_argument("--start", default="2024-06-01", metavar="YYYY-MM-DD",
+                    help="first local day, without --scenario (default %(default)s)")
+    rn.add_argument("--days", type=int, default=2, help="days to run, without --scenario (default %(default)s)")
+    rn.add_argument("--minutes", type=int, choices=(15, 60), default=15, help="interval length (default 15)")
+    rn.add_argument("--controller", default="rl", help="rule, mpc, mpc_shield, rl, ... (default %(default)s)")
+    rn.add_argument("--policy", metavar="FILE.onnx", help="ONNX policy for the rl controller")
+    rn.add_argument("--log", default="out/run/decisions.jsonl", metavar="FILE.jsonl",
+                    help="the decision log (default %(default)s)")
+    rn.add_argument("--last", type=int, default=12, metavar="N", help="last actions to show (default %(default)s)")
+    rn.set_defaults(func=cmd_run)
 
     tr = sub.add_parser(
         "train", help="train the policy (behaviour cloning from the oracle, then MaskablePPO)",

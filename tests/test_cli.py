@@ -74,3 +74,27 @@ def test_pv_yield_command(capsys: pytest.CaptureFixture[str]) -> None:
 def test_module_entry_point_runs() -> None:
     done = subprocess.run([sys.executable, "-m", "dwars", "--version"], capture_output=True, text=True, check=True)
     assert done.stdout.strip().startswith("dwars ")
+
+
+def test_run_simulate_drives_the_simulated_inverter_for_a_day(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from dwars.policy.decision_log import read_records
+
+    log = tmp_path / "run" / "decisions.jsonl"
+    code = main(["run", "--config", str(ROOT / "examples" / "home.toml"), "--simulate", "--start", "2024-06-01",
+                 "--days", "1", "--log", str(log)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert len(read_records(log)) == 96  # a quarter-hour day, one record per interval
+    assert "laatste acties" in out and "96 intervals decided, 0 failed" in out
+    import re
+
+    found = re.search(r"saving\s+(-?[\d.]+)\s+EUR", out)
+    assert found is not None, out
+    saving = float(found.group(1))
+    assert saving > 0  # a sunny June day with the shipped policy: the battery pays
+
+
+def test_run_without_simulate_says_what_exists(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--config", str(ROOT / "examples" / "home.toml")]) == 2
+    assert "use --simulate" in capsys.readouterr().err
