@@ -62,6 +62,8 @@ async def main(days: int, controller_name: str) -> dict:
     inverter = SimulatedInverter(home.battery, inst.battery.initial_energy_kwh)
     port = await inverter.start()
     driver = SunSpecDriver("127.0.0.1", port)
+    t0_sim = inverter.now
+    driver.clock = lambda: (inverter.now - t0_sim).total_seconds()  # the write rate limit runs on simulated time
     await driver.connect()
     controller = Timed(make_controller(controller_name, home))
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +84,8 @@ async def main(days: int, controller_name: str) -> dict:
 
     return {"benchmark": "runtime_loop", "controller": controller_name, "intervals": n, "minutes": 15,
             "decide_ms_incl_modbus_and_log": pct(decide_ms), "compute_ms_controller": pct(controller.ms),
-            "failures": loop.failures, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "failures": loop.failures, "register_writes": inverter.writes,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "when": pd.Timestamp.now(tz="UTC").isoformat()}
 
 

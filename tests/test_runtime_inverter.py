@@ -109,3 +109,28 @@ def test_a_dead_inverter_link_is_a_clear_error() -> None:
 
     with pytest.raises(InverterError, match=f"inverter 127.0.0.1:{port}: no connection"):
         asyncio.run(run())
+
+
+def test_unchanged_commands_are_not_rewritten_until_the_refresh(home_inst: Installation) -> None:
+    now = [0.0]
+
+    async def body(inverter: SimulatedInverter, driver: SunSpecDriver) -> None:
+        driver.clock = lambda: now[0]
+        await driver.apply(Decision(Mode.IMPORT, 2.5), 1800, 5000.0)
+        assert driver.writes == inverter.writes == 4  # the first command: all four points
+        now[0] = 600.0  # ten minutes later, the same command: not half the revert time yet ...
+        await driver.apply(Decision(Mode.IMPORT, 2.5), 1800, 5000.0)
+        assert inverter.writes == 4  # ... nothing written
+        await driver.apply(Decision(Mode.IMPORT, 4.0), 1800, 5000.0)
+        assert inverter.writes == 6  # a new power: only the two rates
+        now[0] = 900.0  # half the revert time since the first write: refreshed before the inverter falls back
+        await driver.apply(Decision(Mode.IMPORT, 4.0), 1800, 5000.0)
+        assert inverter.writes == 8  # StorCtl_Mod and the revert time again; the rates were written at 600 s
+        assert inverter.commanded() == Decision(Mode.IMPORT, 4.0)
+        inverter.advance(60, 0.0, 0.3)  # an hour without a write: the inverter falls back ...
+        assert inverter.commanded().mode == Mode.MSC
+        now[0] = 1000.0
+        await driver.apply(Decision(Mode.IMPORT, 4.0), 1800, 5000.0)  # ... and the next command is written again
+        assert inverter.commanded() == Decision(Mode.IMPORT, 4.0)
+
+    with_inverter(home_inst, body)

@@ -4,12 +4,19 @@
 points in :data:`dwars.runtime.sunspec.WRITABLE`, range-checks every value before it goes out, reads each write
 back, and retries a failed write with backoff before it gives up with :class:`InverterError`, whose message
 names the inverter, the point and what went wrong.
+
+Rate limit: many inverters keep these points in flash. A point is written only when the inverter does not hold
+its value (read first: an inverter that reverted or restarted gets the command again), or when half the revert
+time has passed since it was last written (the refresh that keeps the inverter from falling back). An unchanged
+command costs no writes in between.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -53,12 +60,15 @@ class SunSpecDriver:
     """
 
     def __init__(self, host: str, port: int = 502, device_id: int = 1, timeout_s: float = 2.0,
-                 retries: int = 3) -> None:
+                 retries: int = 3, clock: Callable[[], float] = time.monotonic) -> None:
         self.where = f"inverter {host}:{port}"
         self.device_id = device_id
         self.retries = max(int(retries), 1)
         self.client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
         self.storage_start: int | None = None
+        self.clock = clock  # seconds; the rate limit's time (a simulated clock in tests and dry runs)
+        self.written: dict[str, tuple[int, float]] = {}  # point -> (value, when written)
+        self.writes = 0
 
     async def connect(self) -> None:
         """Connect and find model 124."""
@@ -99,8 +109,18 @@ class SunSpecDriver:
         """Write the model-124 points for ``decision``, read them back and verify (:class:`InverterError` when
         the inverter keeps refusing or reports other values)."""
         setpoint = setpoint_for(decision, max_charge_w, revert_s)  # range checks before anything is written
+        now = self.clock()
+        # What the inverter holds now (a read costs no flash): one that reverted or restarted since the last
+        # write no longer holds the command, whatever was written before.
+        current = await self._read(self._start(), STORAGE_POINTS["InOutWRte_RvrtTms"] + 1)
         for name, value in setpoint.registers().items():
+            last = self.written.get(name)
+            holds = current[STORAGE_POINTS[name]] == value
+            if holds and last is not None and last[0] == value and now - last[1] < revert_s / 2:
+                continue  # unchanged and recently refreshed: spare the inverter's flash
             await self._write_verified(name, value)
+            self.written[name] = (value, now)
+            self.writes += 1
 
     async def _write_verified(self, name: str, value: int) -> None:
         address = self._start() + STORAGE_POINTS[name]

@@ -85,11 +85,14 @@ class ControlLoop:
     minutes : the interval length.
     shield : the safety shield (None: the controller's decisions go to the inverter as they are).
     decision_log : a :class:`~dwars.policy.decision_log.DecisionLog` (None: no log).
-    revert_intervals : the inverter falls back to self-consumption after this many intervals without a command.
+    revert_intervals : the inverter falls back to self-consumption after this many intervals without a command
+        (default 4: an hour at 15 minutes; the driver refreshes an unchanged command every half of that, so a
+        steady command costs a write every other interval, and a stopped dwars leaves the battery on its last
+        command for at most an hour).
     """
 
     def __init__(self, home: Home, controller: Controller, driver: SunSpecDriver, inputs: Any, minutes: int,
-                 shield: Any | None = None, decision_log: Any | None = None, revert_intervals: int = 2) -> None:
+                 shield: Any | None = None, decision_log: Any | None = None, revert_intervals: int = 4) -> None:
         self.home = home
         self.controller = controller
         self.driver = driver

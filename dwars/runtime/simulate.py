@@ -55,6 +55,8 @@ async def _run(inst: Installation, scenario: Scenario, controller: str, log_path
                                  now=pd.Timestamp(scenario.index[0]))
     port = await inverter.start()
     driver = SunSpecDriver("127.0.0.1", port)
+    start = inverter.now
+    driver.clock = lambda: (inverter.now - start).total_seconds()  # the rate limit runs on simulated time
     cost, reference = [0.0], [0.0]
     try:
         await driver.connect()
