@@ -98,3 +98,12 @@ def test_run_simulate_drives_the_simulated_inverter_for_a_day(tmp_path: Path,
 def test_run_without_simulate_says_what_exists(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--config", str(ROOT / "examples" / "home.toml")]) == 2
     assert "use --simulate" in capsys.readouterr().err
+
+
+def test_run_with_a_corrupt_policy_file_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "policy.onnx"
+    bad.write_bytes(b"not an onnx model")
+    code = main(["run", "--config", str(ROOT / "examples" / "home.toml"), "--simulate", "--days", "1",
+                 "--policy", str(bad), "--log", str(tmp_path / "d.jsonl")])
+    assert code == 2
+    assert "cannot be loaded" in capsys.readouterr().err

@@ -134,3 +134,18 @@ def test_unchanged_commands_are_not_rewritten_until_the_refresh(home_inst: Insta
         assert inverter.commanded() == Decision(Mode.IMPORT, 4.0)
 
     with_inverter(home_inst, body)
+
+
+def test_garbage_registers_are_a_clear_error(home_inst: Installation) -> None:
+    async def body(inverter: SimulatedInverter, driver: SunSpecDriver) -> None:
+        await driver.read()  # the server has answered once: its registers are live
+        assert inverter._registers is not None
+        inverter._registers[STORAGE_START - 40000 + STORAGE_POINTS["WChaMax"]] = 0  # a nameplate gone missing
+        with pytest.raises(InverterError, match=r"inverter 127.0.0.1:\d+: implausible reading"):
+            await driver.read()
+        inverter._registers[STORAGE_START - 40000 + STORAGE_POINTS["WChaMax"]] = 5000
+        inverter._registers[STORAGE_START - 40000 + STORAGE_POINTS["ChaState_SF"]] = 2  # SoC x 100: 50,000 %
+        with pytest.raises(InverterError, match="implausible reading"):
+            await driver.read()
+
+    with_inverter(home_inst, body)
