@@ -109,3 +109,44 @@ def test_a_dead_inverter_link_mid_day_is_logged_and_survived(tmp_path: Path, wee
     assert n == 6 and failures == 3  # every interval was attempted; the last three had no inverter
     assert len(read_records(tmp_path / "decisions.jsonl")) == 3  # the decisions taken are all in the log
     assert "no decision for" in caplog.text and "127.0.0.1" in caplog.text
+
+
+def test_a_restart_mid_day_continues_the_same_log(tmp_path: Path, week_60: Scenario,
+                                                  home_inst: Installation) -> None:
+    """dwars stops after three intervals and starts again (new loop, new connection, same inverter and log)."""
+    home = Home.from_installation(home_inst)
+    inputs = ReplayInputs(week_60, home)
+    path = tmp_path / "decisions.jsonl"
+
+    async def run() -> float:
+        inverter = SimulatedInverter(home.battery, 6.0)
+        port = await inverter.start()
+
+        async def session(first: int) -> None:
+            driver = SunSpecDriver("127.0.0.1", port)
+            await driver.connect()
+            with DecisionLog(path) as decision_log:
+                loop = ControlLoop(home, make_controller("rule", home), driver, inputs, 60, Shield(home),
+                                   decision_log)
+
+                def play(start: pd.Timestamp, applied: Decision) -> None:
+                    i = int(week_60.index.get_loc(start))
+                    inverter.advance(60, inputs.pv_kw[i], inputs.load_kw[i])
+
+                await loop.run(day_of_ticks(week_60.index[first], 3, 60), play)
+            driver.close()
+
+        try:
+            await session(0)
+            with path.open("ab") as f:  # killed mid-write: half a record at the end of the file
+                f.write(b'{"time": "2024-03-27T02:00')
+            await session(3)
+        finally:
+            await inverter.stop()
+        return inverter.energy_kwh
+
+    assert asyncio.run(run()) >= home.battery.reserve_kwh
+    records = read_records(path)
+    assert len(records) == 6  # nothing lost, the torn line repaired, no duplicate
+    times = [pd.Timestamp(r["time"]) for r in records]
+    assert times == sorted(times) and len(set(times)) == 6
