@@ -100,6 +100,12 @@ class Decision:
         return f"{self.mode.label}{power}: {self.reason}" if self.reason else f"{self.mode.label}{power}"
 
 
+def plain_words(mode: Mode, power_kw: float = 0.0) -> str:
+    """What a mode does, in the words of the reasons a home owner reads: "charge 2.50 kW", "hold", ..."""
+    return {Mode.MSC: "self-consumption", Mode.HOLD: "hold", Mode.IMPORT: f"charge {power_kw:.2f} kW",
+            Mode.EXPORT: f"discharge {power_kw:.2f} kW"}[Mode(mode)]
+
+
 def action_to_decision(action: int, max_charge_kw: float, max_discharge_kw: float, reason: str = "") -> Decision:
     """The Decision of a discrete action index (see the module text for the table)."""
     mode, fraction = ACTIONS[int(action)]

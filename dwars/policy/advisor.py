@@ -1,6 +1,6 @@
 """The plan the policy refines: the MPC's decision and planned SoC path as observation columns.
 
-The RL policy does not replace the optimiser, it works on top of it (observation version 3, columns 34-45 of
+The RL policy does not replace the optimiser, it works on top of it (columns 34-45 of
 :mod:`dwars.env.observation`): each interval the receding-horizon LP (:class:`~dwars.policy.mpc.MpcController`)
 plans on the same forecasts the policy sees, and the policy chooses, knowing that plan, what to do. One
 :class:`PlanAdvisor` serves the simulator (training), the evaluation and the Pi runtime, so the policy sees the

@@ -23,7 +23,7 @@ import numpy as np
 
 from dwars.env.battery import Battery
 from dwars.env.dispatch import simulate_interval
-from dwars.env.modes import ACTION_MODES, N_ACTIONS, Decision, Mode, action_power_kw
+from dwars.env.modes import ACTION_MODES, N_ACTIONS, Decision, Mode, action_power_kw, plain_words
 from dwars.policy.base import Forecasts, Home, State
 from dwars.policy.lp import LpError, solve_dispatch
 from dwars.policy.mpc import MpcController
@@ -126,17 +126,12 @@ class ShieldAwareMpcController(MpcController):
         if not self.shield.check(state, forecasts, plan).interventions:
             return plan
         home, b = self.home, self.home.battery
-        k_n = self._known(forecasts)
-        if k_n < 3:
+        pv, load, pi, pe, all_goals = self.lp_inputs(forecasts, state.minutes)
+        if len(pi) < 3:
             return plan
-        pv = np.nan_to_num(np.asarray(forecasts.pv_kw[:k_n], dtype=float))
-        load = np.nan_to_num(np.asarray(forecasts.load_kw[:k_n], dtype=float))
-        pi = np.asarray(forecasts.import_price_eur_per_kwh[:k_n], dtype=float)
-        pe = np.asarray(forecasts.export_price_eur_per_kwh[:k_n], dtype=float)
         # Deadlines at the end of interval k >= 1 belong to the plan after this interval (index k - 1 there);
         # one due at the end of this interval is the shield's to keep.
-        goals = [(k - 1, b.capacity_kwh * d.soc_pct / 100.0) for k, d in forecasts.deadline_steps(state.minutes)
-                 if 1 <= k < k_n]
+        goals = [(k - 1, kwh) for k, kwh in all_goals if k >= 1]
         now, after = interval_outcomes(state.energy_kwh, pv[0], load[0], pi[0], pe[0], state.dt_h, b,
                                        home.grid_limit_kw, plan)
         grid = energy_grid(after, b)
@@ -155,7 +150,5 @@ class ShieldAwareMpcController(MpcController):
         self.repairs += 1
         mode = Mode(int(ACTION_MODES[a]))
         power = action_power_kw(a, b.max_charge_kw, b.max_discharge_kw, plan)
-        what = {Mode.MSC: "self-consumption", Mode.HOLD: "hold", Mode.IMPORT: f"charge {power:.2f} kW",
-                Mode.EXPORT: f"discharge {power:.2f} kW"}[mode]
-        return Decision(mode, power, f"mpc: {what}, the best the safety rules allow (the plan: "
+        return Decision(mode, power, f"mpc: {plain_words(mode, power)}, the best the safety rules allow (the plan: "
                                      f"{plan.reason.removeprefix('mpc: ')})", curtail_pv=bool(pe[0] < 0))

@@ -134,17 +134,24 @@ class MpcController(Controller):
 
     def plan(self, state: State, forecasts: Forecasts) -> Schedule:
         """Solve the LP for the forecasts from ``state`` (raises LpError / ValueError on failure)."""
+        pv, load, pi, pe, goals = self.lp_inputs(forecasts, state.minutes)
+        self.solves += 1
+        return solve_dispatch(state.energy_kwh, pv, load, pi, pe, state.dt_h, self.home.battery,
+                              self.home.grid_limit_kw, goals, self.terminal_value_for(pi),
+                              time_limit_s=self.time_limit_s)
+
+    def lp_inputs(self, forecasts: Forecasts, minutes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                                      list[tuple[int, float]]]:
+        """(PV kW, load kW, import and export EUR/kWh, goals ``(k, min kWh)``) over the intervals with known
+        prices: what the LP plans on (missing forecasts count as 0 kW)."""
         k_n = self._known(forecasts)
         b = self.home.battery
         pv = np.nan_to_num(np.asarray(forecasts.pv_kw[:k_n], dtype=float), nan=0.0)
         load = np.nan_to_num(np.asarray(forecasts.load_kw[:k_n], dtype=float), nan=0.0)
         pi = np.asarray(forecasts.import_price_eur_per_kwh[:k_n], dtype=float)
         pe = np.asarray(forecasts.export_price_eur_per_kwh[:k_n], dtype=float)
-        goals = [(k, b.capacity_kwh * d.soc_pct / 100.0) for k, d in forecasts.deadline_steps(state.minutes)
-                 if k < k_n]
-        self.solves += 1
-        return solve_dispatch(state.energy_kwh, pv, load, pi, pe, state.dt_h, b, self.home.grid_limit_kw, goals,
-                              self.terminal_value_for(pi), time_limit_s=self.time_limit_s)
+        goals = [(k, b.capacity_kwh * d.soc_pct / 100.0) for k, d in forecasts.deadline_steps(minutes) if k < k_n]
+        return pv, load, pi, pe, goals
 
     def _known(self, forecasts: Forecasts) -> int:
         k_n = min(forecasts.n_price_known, forecasts.horizon, len(forecasts.pv_kw), len(forecasts.load_kw),

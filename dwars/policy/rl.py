@@ -20,10 +20,10 @@ instead, and a policy cloned from the plan never learnt second choices: one clon
 87.58 EUR masked and 55.21 corrected by the shield (2024, examples/home.toml). ``mask=True`` restores masking,
 as MaskablePPO samples in training.
 
-The plan (observation version 3): the controller asks :class:`~dwars.policy.advisor.PlanAdvisor` for the MPC's
-decision on the same forecasts, gives it to the policy as observation columns, and carries out the plan's exact
-power when the policy chooses the plan's step (:func:`~dwars.env.modes.action_power_kw`), as in training. The
-reason says whether the policy followed the plan or departed from it, and what the plan was.
+The plan (observation version 4): the controller asks :class:`~dwars.policy.advisor.PlanAdvisor` for the
+shield-aware MPC's decision on the same forecasts, gives it to the policy as observation columns, and carries
+out the plan's exact power when the policy chooses the plan's step (:func:`~dwars.env.modes.action_power_kw`), as
+in training. The reason says whether the policy followed the plan or departed from it, and what the plan was.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from dwars.env.modes import (
     Decision,
     Mode,
     action_power_kw,
+    plain_words,
 )
 from dwars.env.observation import N_OBS, OBS_VERSION, build_observation
 from dwars.errors import DwarsError
@@ -150,8 +151,7 @@ class OnnxPolicyController(Controller):
 
     def _reason(self, mode: Mode, power_kw: float, plan: Decision) -> str:
         """What the policy does and how that relates to the plan, in the home owner's words."""
-        what = {Mode.MSC: "self-consumption", Mode.HOLD: "hold", Mode.IMPORT: f"charge {power_kw:.2f} kW",
-                Mode.EXPORT: f"discharge {power_kw:.2f} kW"}[mode]
+        what = plain_words(mode, power_kw)
         plan_text = plan.reason.removeprefix("mpc: ")
         if mode == plan.mode and (mode not in (Mode.IMPORT, Mode.EXPORT) or power_kw == plan.power_kw):
             return f"policy: {what}, as planned ({plan_text})"
