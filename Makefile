@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make run    creates .venv, installs dwars, evaluates every controller on bundled real 2024 data (table + plots)
+#   make run    creates .venv, installs dwars, evaluates every controller on bundled real 2024 data (table + plots),
+#               then runs the runtime (dwars run) for two days against the simulated inverter over Modbus TCP
 #   make test   installs the dev dependencies, runs ruff and the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -28,6 +29,8 @@ run: $(VENV)/.runtime
 		--start 2024-01-01 --end 2025-01-01 --resolution 60min --model-pv --out $(OUT)/scenario_2024_60min.csv
 	$(BIN)/dwars evaluate --config examples/home.toml --scenario $(OUT)/scenario_2024_60min.csv \
 		--controllers none,msc,rule,mpc,mpc_shield,rl,oracle --json $(OUT)/evaluation_2024.json --plots $(OUT)/plots
+	$(BIN)/dwars run --config examples/home.toml --simulate --start 2024-06-01 --days 2 --minutes 15 \
+		--log $(OUT)/run/decisions.jsonl --compare none,rule
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check dwars tests bench

@@ -398,7 +398,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dwars.data.io import sample_path
     from dwars.data.scenario import build_scenario, read_scenario
     from dwars.policy.decision_log import read_records, shield_summary
-    from dwars.runtime.simulate import simulated_run
+    from dwars.runtime.simulate import compare, simulated_run
 
     inst = load_config(_path(args.config))
     if args.scenario:
@@ -412,20 +412,44 @@ def cmd_run(args: argparse.Namespace) -> int:
                                       model_pv=True)
     log_path = Path(args.log)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if log_path.is_file() and log_path.stat().st_size > 0:  # a dry run starts its own log; keep the last one
+        kept = log_path.with_name(f"{log_path.stem}.previous{log_path.suffix}")
+        log_path.replace(kept)
+        console.print(f"the previous dry run's log is now {escape(str(kept))}")
     with console.status(f"running {args.controller} against the simulated inverter ({len(scenario.frame)} "
                         "intervals, Modbus TCP on 127.0.0.1) ..."):
         summary = simulated_run(inst, scenario, args.controller, log_path, args.policy)
+    others = [c.strip() for c in args.compare.split(",") if c.strip() and c.strip() != args.controller]
+    with console.status(f"scoring {', '.join(others)} on the same days for comparison ..."):
+        reference = compare(inst, scenario, others, args.policy) if others else {}
     cmd_log(argparse.Namespace(file=str(log_path), since=None, tz=inst.site.timezone, controller=None,
                                limit=args.last))
     s = shield_summary(read_records(log_path))
     console.print(f"shield: {s['decisions_with_intervention']} of {s['decisions']} decisions had an intervention "
                   f"({s['intervention_rate']:.1%}); details: dwars log shield {escape(str(log_path))} --summary")
-    saving = summary.cost_without_battery_eur - summary.cost_eur
-    console.print(f"{summary.intervals} intervals decided, {summary.failures} failed. Cost with the battery "
-                  f"{summary.cost_eur:.2f} EUR (energy and wear, less the value of the energy it gained), without "
-                  f"one {summary.cost_without_battery_eur:.2f} EUR: saving {saving:.2f} EUR; battery at "
-                  f"{summary.end_soc_pct:.0f} % at the end")
-    return 0 if summary.failures == 0 else 1
+    local = scenario.index.tz_convert(inst.site.timezone)
+    period = f"{local[0]:%a %d %b %Y %H:%M} to {local[-1] + pd.Timedelta(minutes=scenario.minutes):%a %d %b %H:%M}"
+    table = Table(title=f"cost over {period} ({len(scenario.frame)} intervals of {scenario.minutes} min)")
+    table.add_column("controller")
+    table.add_column("cost EUR", justify="right")
+    table.add_column("saving vs no battery EUR", justify="right")
+    table.add_column("goals missed", justify="right")
+    table.add_column("shield", justify="right")
+    without = summary.cost_without_battery_eur
+    rows = [(f"{args.controller} (this run, over Modbus)", summary.figures), *reference.items()]
+    for name, figures in rows:
+        missed = sum(figures["violations"].values()) if name != "none" else 0
+        shield_rate = figures.get("shield_rate", 0.0)
+        table.add_row(escape(name), f"{figures['objective_eur']:.2f}", f"{without - figures['objective_eur']:.2f}",
+                      str(missed), f"{shield_rate:.1%}" if name not in ("none", "oracle") else "-")
+    console.print(table)
+    console.print(f"{summary.intervals} intervals decided, {summary.failures} failed; the battery ended at "
+                  f"{summary.end_soc_pct:.0f} %. Cost = energy + wear - the value of the energy the battery "
+                  "gained (dwars evaluate's objective).")
+    if summary.failures:
+        console.print(f"[red]{summary.failures} intervals had no decision or the inverter did not take it: "
+                      "see the log above[/red]")
+    return 0 if summary.failures == 0 and summary.violations == 0 else 1
 
 
 # ----------------------------------------------------------------------------------------------- train
@@ -618,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--log", default="out/run/decisions.jsonl", metavar="FILE.jsonl",
                     help="the decision log (default %(default)s)")
     rn.add_argument("--last", type=int, default=12, metavar="N", help="last actions to show (default %(default)s)")
+    rn.add_argument("--compare", default="none,rule", metavar="C1,C2",
+                    help="controllers to score on the same days, for comparison (default %(default)s; '' for none)")
     rn.set_defaults(func=cmd_run)
 
     tr = sub.add_parser(

@@ -89,10 +89,16 @@ def test_run_simulate_drives_the_simulated_inverter_for_a_day(tmp_path: Path,
     assert "laatste acties" in out and "96 intervals decided, 0 failed" in out
     import re
 
-    found = re.search(r"saving\s+(-?[\d.]+)\s+EUR", out)
-    assert found is not None, out
-    saving = float(found.group(1))
-    assert saving > 0  # a sunny June day with the shipped policy: the battery pays
+    def row(name: str) -> list[float]:
+        found = re.search(re.escape(name) + r"\s*\S\s*(-?[\d.]+)\s*\S\s*(-?[\d.]+)\s*\S\s*(\d+)", out)
+        assert found is not None, out
+        return [float(x) for x in found.groups()]
+
+    cost, saving, missed = row("rl (this run, over Modbus)")
+    assert saving > 0 and missed == 0  # a sunny June day with the shipped policy: the battery pays, goals kept
+    none_cost, none_saving, _ = row("none")
+    assert none_saving == 0.0 and cost + saving == pytest.approx(none_cost, abs=0.011)
+    assert row("rule")[1] > 0  # the comparison is on the same day
 
 
 def test_run_without_simulate_says_what_exists(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from dwars.policy.registry import make_controller
 from dwars.policy.shield import Shield
 from dwars.runtime.clock import Tick
 from dwars.runtime.driver import SunSpecDriver
-from dwars.runtime.loop import ControlLoop, InputError, ReplayInputs
+from dwars.runtime.loop import ControlLoop, InputError, ReplayInputs, repair_forecasts
 from dwars.runtime.sim_inverter import SimulatedInverter
 
 
@@ -86,7 +87,7 @@ def test_a_dead_inverter_link_mid_day_is_logged_and_survived(tmp_path: Path, wee
     home = Home.from_installation(home_inst)
     inputs = ReplayInputs(week_60, home)
 
-    async def run() -> tuple[int, int]:
+    async def run() -> tuple[int, int, bool]:
         inverter = SimulatedInverter(home.battery, 6.0)
         port = await inverter.start()
         driver = SunSpecDriver("127.0.0.1", port, timeout_s=0.3, retries=1)
@@ -103,12 +104,17 @@ def test_a_dead_inverter_link_mid_day_is_logged_and_survived(tmp_path: Path, wee
         finally:
             loop.decision_log.close()
             driver.close()
-        return n, loop.failures
+        return n, loop.failures, loop.safe_mode
 
-    n, failures = asyncio.run(run())
+    n, failures, safe_mode = asyncio.run(run())
     assert n == 6 and failures == 3  # every interval was attempted; the last three had no inverter
-    assert len(read_records(tmp_path / "decisions.jsonl")) == 3  # the decisions taken are all in the log
+    records = read_records(tmp_path / "decisions.jsonl")
+    assert len(records) == 6  # one record per interval, also for the intervals without a decision
+    assert [r["soc_pct"] is None for r in records] == [False] * 3 + [True] * 3
+    assert all(r["applied"]["mode"] == "msc" and r["reason"].startswith("no decision: ") for r in records[3:])
+    assert "127.0.0.1" in records[-1]["reason"]  # the record says which inverter could not be read
     assert "no decision for" in caplog.text and "127.0.0.1" in caplog.text
+    assert safe_mode and "safe mode:" in caplog.text  # three failed intervals in a row: safe mode, said so
 
 
 def test_a_restart_mid_day_continues_the_same_log(tmp_path: Path, week_60: Scenario,
@@ -150,3 +156,71 @@ def test_a_restart_mid_day_continues_the_same_log(tmp_path: Path, week_60: Scena
     assert len(records) == 6  # nothing lost, the torn line repaired, no duplicate
     times = [pd.Timestamp(r["time"]) for r in records]
     assert times == sorted(times) and len(set(times)) == 6
+
+
+class GappyInputs:
+    """Replayed inputs whose forecasts have gaps (NaN) in PV, load and prices, as a broken feed delivers them."""
+
+    def __init__(self, inner: ReplayInputs) -> None:
+        self.inner = inner
+
+    def at(self, when: pd.Timestamp) -> object:
+        got = self.inner.at(when)
+        f = got.forecasts
+        pv, load, imp = f.pv_kw.copy(), f.load_kw.copy(), f.import_price_eur_per_kwh.copy()
+        pv[2:9] = np.nan
+        load[::5] = np.nan
+        imp[6:] = np.nan
+        return dataclasses.replace(got, forecasts=dataclasses.replace(f, pv_kw=pv, load_kw=load,
+                                                                      import_price_eur_per_kwh=imp))
+
+
+@pytest.mark.parametrize("controller", ["rule", "rl"])
+def test_nan_forecasts_are_repaired_logged_once_and_keep_the_goals(tmp_path: Path, week_60: Scenario,
+                                                                   home_inst: Installation, controller: str,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    home = Home.from_installation(home_inst)
+    replay = ReplayInputs(week_60, home)
+    start = int(np.flatnonzero(week_60.index == pd.Timestamp("2024-03-28", tz="Europe/Amsterdam"))[0])
+    energies: list[float] = []
+
+    async def run() -> int:
+        inverter = SimulatedInverter(home.battery, home_inst.battery.initial_energy_kwh)
+        port = await inverter.start()
+        driver = SunSpecDriver("127.0.0.1", port)
+        await driver.connect()
+        loop = ControlLoop(home, make_controller(controller, home), driver, GappyInputs(replay), 60, Shield(home),
+                           DecisionLog(tmp_path / "decisions.jsonl"))
+
+        def play(when: pd.Timestamp, applied: Decision) -> None:
+            i = int(week_60.index.get_loc(when))
+            inverter.advance(60, replay.pv_kw[i], replay.load_kw[i])
+            energies.append(inverter.energy_kwh)
+
+        try:
+            return await loop.run(day_of_ticks(week_60.index[start], 24, 60), play)
+        finally:
+            loop.decision_log.close()
+            driver.close()
+            await inverter.stop()
+
+    assert asyncio.run(run()) == 24
+    records = read_records(tmp_path / "decisions.jsonl")
+    assert len(records) == 24 and all(r["soc_pct"] is not None for r in records)  # decided every interval
+    assert caplog.text.count("PV forecast has 7 gaps: counted as no sun") == 1  # said once, not every interval
+    assert "known prices end there" in caplog.text
+    assert min(energies) >= home.battery.reserve_kwh - 1e-6
+
+
+def test_repair_forecasts_leaves_a_clean_forecast_alone_and_fills_every_gap(week_60: Scenario,
+                                                                            home_inst: Installation) -> None:
+    home = Home.from_installation(home_inst)
+    clean = ReplayInputs(week_60, home).at(week_60.index[30])
+    same, notes = repair_forecasts(clean.forecasts, clean.last_load_kw)
+    assert same is clean.forecasts and notes == []
+    gappy = GappyInputs(ReplayInputs(week_60, home)).at(week_60.index[30])
+    fixed, notes = repair_forecasts(gappy.forecasts, 0.4)  # type: ignore[attr-defined]
+    assert len(notes) == 3
+    assert np.isfinite(fixed.pv_kw).all() and np.isfinite(fixed.load_kw).all()
+    assert fixed.n_price_known == 6 and np.isfinite(fixed.import_price_eur_per_kwh).all()
+    assert (fixed.pv_kw[2:9] == 0).all()  # no sun where the PV forecast had gaps

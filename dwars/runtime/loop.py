@@ -10,9 +10,18 @@ One :meth:`ControlLoop.decide` per interval start (from :func:`dwars.runtime.clo
 5. append one record to the decision log.
 
 When the inverter does not take the command, the loop says so in the log and the record, and goes on: the
-inverter's revert time returns it to self-consumption, and the next interval tries again. When the battery
-cannot be read or the inputs are missing, there is nothing to decide on: the loop logs it, writes no record
-for that interval, and goes on.
+inverter's revert time returns it to self-consumption, and the next interval tries again. After
+:attr:`ControlLoop.max_failures` failed intervals in a row the loop enters **safe mode**: it hands control back
+to the inverter's own self-consumption (the driver's ``fail_safe``, where it has one) and commands nothing but
+self-consumption until a command has been taken again. When the battery cannot be read or the inputs are
+missing, there is nothing to decide on: the loop logs it, writes a record saying so (self-consumption, the
+reason) and goes on. The log has one record per interval, whatever happened.
+
+Measurements are taken as they come, with two precautions: the state of charge is read conservatively (half
+the inverter's SoC step lower, so a goal met "on the display" is met in the battery), and a forecast with
+gaps (NaN) is repaired before a controller sees it (:func:`repair_forecasts`): a missing PV value counts as
+no sun, a missing load as the mean of the known ones (or the last measured load), a missing price ends the
+known prices there.
 
 :class:`ReplayInputs` replays a scenario's prices, forecasts and measurements (the dry run, the simulated
 inverter, ``make run``); live feeds provide the same :meth:`ReplayInputs.at`.
@@ -20,11 +29,14 @@ inverter, ``make run``); live feeds provide the same :meth:`ReplayInputs.at`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dwars.data.scenario import Scenario
@@ -50,6 +62,35 @@ class Inputs:
     forecasts: Forecasts
     last_pv_kw: float
     last_load_kw: float
+
+
+def repair_forecasts(forecasts: Forecasts, last_load_kw: float) -> tuple[Forecasts, list[str]]:
+    """``forecasts`` with its gaps (NaN) filled, and a plain-words note per repaired series (empty: none).
+
+    PV (kW): a gap counts as no sun (the cautious side: the battery is not left empty waiting for sun that may
+    not come). Load (kW): the mean of the known values, else ``last_load_kw``, else 0. Prices: the known prices
+    end at the first gap (the controllers treat what follows as not yet published).
+    """
+    notes: list[str] = []
+    pv, load = np.asarray(forecasts.pv_kw, float), np.asarray(forecasts.load_kw, float)
+    changes: dict[str, Any] = {}
+    if not np.isfinite(pv).all():
+        notes.append(f"PV forecast has {int(np.sum(~np.isfinite(pv)))} gaps: counted as no sun")
+        changes["pv_kw"] = np.where(np.isfinite(pv), pv, 0.0)
+    if not np.isfinite(load).all():
+        known = load[np.isfinite(load)]
+        fill = float(known.mean()) if known.size else (last_load_kw if math.isfinite(last_load_kw) else 0.0)
+        notes.append(f"load forecast has {int(np.sum(~np.isfinite(load)))} gaps: filled with {fill:.2f} kW")
+        changes["load_kw"] = np.where(np.isfinite(load), load, fill)
+    prices = [np.asarray(forecasts.epex_eur_per_mwh, float), np.asarray(forecasts.import_price_eur_per_kwh, float),
+              np.asarray(forecasts.export_price_eur_per_kwh, float)]
+    bad = ~np.isfinite(prices[0]) | ~np.isfinite(prices[1]) | ~np.isfinite(prices[2])
+    if bad.any():
+        k = int(np.argmax(bad))
+        notes.append(f"prices missing from {pd.Timestamp(forecasts.times[k]).isoformat()}: known prices end there")
+        changes.update(epex_eur_per_mwh=prices[0][:k], import_price_eur_per_kwh=prices[1][:k],
+                       export_price_eur_per_kwh=prices[2][:k])
+    return (dataclasses.replace(forecasts, **changes) if changes else forecasts), notes
 
 
 class ReplayInputs:
@@ -89,10 +130,18 @@ class ControlLoop:
         (default 4: an hour at 15 minutes; the driver refreshes an unchanged command every half of that, so a
         steady command costs a write every other interval, and a stopped dwars leaves the battery on its last
         command for at most an hour).
+    max_failures : failed intervals in a row before safe mode (default 3).
+
+    Attributes
+    ----------
+    failures : intervals without a decision or whose command the inverter did not take, in all.
+    safe_mode : True while in safe mode (see the module text).
+    last : the last (State, Decision applied) pair, None before the first decision.
     """
 
     def __init__(self, home: Home, controller: Controller, driver: SunSpecDriver, inputs: Any, minutes: int,
-                 shield: Any | None = None, decision_log: Any | None = None, revert_intervals: int = 4) -> None:
+                 shield: Any | None = None, decision_log: Any | None = None, revert_intervals: int = 4,
+                 max_failures: int = 3) -> None:
         self.home = home
         self.controller = controller
         self.driver = driver
@@ -101,7 +150,12 @@ class ControlLoop:
         self.shield = shield
         self.decision_log = decision_log
         self.revert_s = int(revert_intervals * self.minutes * 60)
+        self.max_failures = int(max_failures)
         self.failures = 0
+        self.failures_in_a_row = 0
+        self.safe_mode = False
+        self.last: tuple[State, Decision] | None = None
+        self._warned: set[str] = set()
 
     async def decide(self, when: pd.Timestamp) -> Decision:
         """One interval: read, decide, check, command, log. Returns what was applied (self-consumption, with the
@@ -109,25 +163,68 @@ class ControlLoop:
         reading = await self.driver.read()
         capacity = self.home.battery.capacity_kwh
         inputs = self.inputs.at(when)
-        state = State(pd.Timestamp(when), self.minutes, capacity * reading.soc_pct / 100.0, reading.soc_pct,
+        forecasts, repairs = repair_forecasts(inputs.forecasts, inputs.last_load_kw)
+        for note in repairs:
+            self._warn_once(note, f"{pd.Timestamp(when).isoformat()}: {note}")
+        # Conservative: an inverter that shows 31 % may hold 30.5 %; a goal must be met in the battery.
+        soc_pct = max(reading.soc_pct - float(getattr(reading, "soc_step_pct", 0.0)) / 2.0, 0.0)
+        state = State(pd.Timestamp(when), self.minutes, capacity * soc_pct / 100.0, soc_pct,
                       inputs.last_pv_kw, inputs.last_load_kw)
-        proposed = self.controller.decide(state, inputs.forecasts)
+        proposed = self.controller.decide(state, forecasts)
         applied, notes = proposed, ()
         if self.shield is not None:
-            result = self.shield.check(state, inputs.forecasts, proposed)
+            result = self.shield.check(state, forecasts, proposed)
             applied, notes = result.applied, result.interventions
+        if self.safe_mode and applied.mode != Mode.MSC:
+            applied = Decision(Mode.MSC, 0.0, f"safe mode: self-consumption instead of {applied.describe()} until "
+                                              "the inverter takes commands again")
         try:
             await self.driver.apply(applied, self.revert_s, reading.max_charge_w)
         except InverterError as err:
-            self.failures += 1
             log.error("%s; the inverter falls back to self-consumption within %d s", err, self.revert_s)
             applied = Decision(Mode.MSC, 0.0, f"inverter did not take {applied.describe()} ({err}); it runs "
                                               "self-consumption until the next command")
-        if self.decision_log is not None:
-            self.decision_log.write(decision_record(state.time, self.home.timezone, self.controller.name,
-                                                    state.soc_pct, proposed, applied, list(notes),
-                                                    inputs_digest(state, inputs.forecasts)))
+            await self._failed(str(err))
+        else:
+            self._succeeded()
+        self.last = (state, applied)
+        self._record(state.time, state.soc_pct, proposed, applied, list(notes), inputs_digest(state, forecasts))
         return applied
+
+    def _record(self, when: pd.Timestamp, soc_pct: float, proposed: Decision, applied: Decision,
+                notes: list[Any], digest: str) -> None:
+        if self.decision_log is not None:
+            self.decision_log.write(decision_record(when, self.home.timezone, self.controller.name, soc_pct,
+                                                    proposed, applied, notes, digest))
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message)
+
+    async def _failed(self, why: str) -> None:
+        self.failures += 1
+        self.failures_in_a_row += 1
+        if self.safe_mode or self.failures_in_a_row < self.max_failures:
+            return
+        self.safe_mode = True
+        log.error("safe mode: %d intervals in a row without a working inverter command (last: %s). dwars hands "
+                  "control back to the inverter's own self-consumption and commands nothing else until the "
+                  "inverter takes commands again", self.failures_in_a_row, why)
+        fail_safe = getattr(self.driver, "fail_safe", None)
+        if fail_safe is not None:
+            try:
+                await fail_safe()
+            except (InverterError, OSError) as err:
+                log.error("safe mode: could not hand control back to the inverter either (%s); its revert time "
+                          "(%d s) does it", err, self.revert_s)
+
+    def _succeeded(self) -> None:
+        if self.safe_mode:
+            log.warning("safe mode ended: the inverter takes commands again after %d failed intervals",
+                        self.failures_in_a_row)
+        self.safe_mode = False
+        self.failures_in_a_row = 0
 
     async def run(self, ticks: AsyncIterator[Tick],
                   after_each: Callable[[pd.Timestamp, Decision], Awaitable[None] | None] | None = None) -> int:
@@ -138,10 +235,11 @@ class ControlLoop:
             try:
                 applied = await self.decide(tick.start)
             except (InverterError, InputError) as err:  # no state or no inputs: nothing to decide on
-                self.failures += 1
                 log.error("%s: no decision for %s; the inverter runs self-consumption", err,
                           pd.Timestamp(tick.start).isoformat())
                 applied = Decision(Mode.MSC, 0.0, f"no decision: {err}")
+                await self._failed(str(err))
+                self._record(pd.Timestamp(tick.start), math.nan, applied, applied, [], inputs_digest(str(err)))
             n += 1
             if after_each is not None:
                 done = after_each(tick.start, applied)

@@ -3,23 +3,31 @@
 ``dwars run --simulate`` and ``make run`` use it. The loop is the real one (Modbus TCP on 127.0.0.1, the
 controller, the shield, the decision log); only the inverter, the clock and the inputs are simulated: each
 interval's actual PV and load are played on the simulated battery after the decision.
+
+What the simulated inverter did is scored by ``dwars evaluate``'s own measuring stick
+(:func:`dwars.policy.evaluate.score`: the same objective, the same goal checks), so a dry run and an
+evaluation of the same controller on the same scenario give the same figures, up to the rounding of the
+Modbus setpoints. :func:`compare` scores other controllers (``none``, ``rule``) on the same days.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dwars.config import Installation
 from dwars.data.scenario import Scenario
-from dwars.env.dispatch import simulate_interval, terminal_value_eur_per_kwh
-from dwars.env.modes import Decision, Mode
+from dwars.env.goals import deadlines
+from dwars.env.modes import Decision
 from dwars.policy.base import Home
 from dwars.policy.decision_log import DecisionLog
+from dwars.policy.evaluate import Trace, evaluate, score
 from dwars.policy.registry import make_controller
 from dwars.policy.shield import Shield
 from dwars.runtime.clock import Tick
@@ -30,20 +38,41 @@ from dwars.runtime.sim_inverter import SimulatedInverter
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a dry run did: intervals decided, failed ones, the cost (EUR) with the battery and without one (the
-    ``none`` reference, same PV and load), and the state of charge at the end (%). The cost with the battery is
-    ``dwars evaluate``'s objective: energy cost + wear - the value of the energy it gained over the run."""
+    """What a dry run did: intervals decided, failed ones, the state of charge at the end (%), and the run's
+    figures by :func:`dwars.policy.evaluate.score` (``objective_eur``: energy cost + wear - the value of the energy
+    gained; ``violations`` per goal, ...). ``cost_without_battery_eur``: the energy cost of the same PV and load
+    with the battery idle (the ``none`` reference)."""
 
     intervals: int
     failures: int
-    cost_eur: float
-    cost_without_battery_eur: float
     end_soc_pct: float
+    figures: dict[str, Any]
+    cost_without_battery_eur: float
+
+    @property
+    def cost_eur(self) -> float:
+        return float(self.figures["objective_eur"])
+
+    @property
+    def violations(self) -> int:
+        return int(sum(self.figures["violations"].values()))
 
 
 async def _ticks(index: pd.DatetimeIndex) -> AsyncIterator[Tick]:
     for start in index:
         yield Tick(start)
+
+
+def _trace(name: str, scenario: Scenario, energy0_kwh: float, played: list[tuple[Decision, Any]]) -> Trace:
+    """The simulated inverter's intervals as a :class:`~dwars.policy.evaluate.Trace` (what it carried out)."""
+    def column(field: str) -> np.ndarray:
+        return np.array([float(getattr(r, field)) for _, r in played])
+
+    return Trace(name, pd.DatetimeIndex(scenario.index), scenario.minutes, energy0_kwh,
+                 np.array([int(d.mode) for d, _ in played], dtype=np.int8), np.array([d.power_kw for d, _ in played]),
+                 column("energy_kwh"), column("charge_kw"), column("discharge_kw"), column("import_kw"),
+                 column("export_kw"), column("curtailed_kw"), column("energy_cost_eur"), column("wear_eur"),
+                 [d.reason for d, _ in played])
 
 
 async def _run(inst: Installation, scenario: Scenario, controller: str, log_path: Path,
@@ -57,7 +86,7 @@ async def _run(inst: Installation, scenario: Scenario, controller: str, log_path
     driver = SunSpecDriver("127.0.0.1", port)
     start = inverter.now
     driver.clock = lambda: (inverter.now - start).total_seconds()  # the rate limit runs on simulated time
-    cost, reference = [0.0], [0.0]
+    played: list[tuple[Decision, Any]] = []
     try:
         await driver.connect()
         with DecisionLog(log_path) as decision_log:
@@ -66,23 +95,29 @@ async def _run(inst: Installation, scenario: Scenario, controller: str, log_path
 
             def play(start: pd.Timestamp, applied: Decision) -> None:
                 i = int(scenario.index.get_loc(start))
-                r = inverter.advance(scenario.minutes, inputs.pv_kw[i], inputs.load_kw[i], prices[0][i], prices[1][i])
-                cost[0] += float(r.energy_cost_eur + r.wear_eur)
-                idle = simulate_interval(home.battery.reserve_kwh, int(Mode.HOLD), 0.0, inputs.pv_kw[i],
-                                         inputs.load_kw[i], prices[0][i], prices[1][i], scenario.dt_h, home.battery,
-                                         home.grid_limit_kw)
-                reference[0] += float(idle.energy_cost_eur)
+                carried_out = inverter.commanded()  # what the inverter does, whatever the loop meant
+                r = inverter.advance(scenario.minutes, inputs.pv_kw[i], inputs.load_kw[i], prices[0][i],
+                                     prices[1][i])
+                played.append((Decision(carried_out.mode, carried_out.power_kw, applied.reason), r))
 
             n = await loop.run(_ticks(pd.DatetimeIndex(scenario.index)), play)
     finally:
         driver.close()
         await inverter.stop()
-    gained_kwh = inverter.energy_kwh - inst.battery.initial_energy_kwh
-    value = terminal_value_eur_per_kwh(pd.DatetimeIndex(scenario.index), scenario.minutes, prices[0])
-    return RunSummary(n, loop.failures, cost[0] - value * gained_kwh, reference[0], inverter.soc_pct)
+    trace = _trace(controller, scenario, inst.battery.initial_energy_kwh, played)
+    figures = score(trace, scenario, home, inputs.pv_kw, prices[0],
+                    deadlines(inst, scenario.start, scenario.end, scenario.minutes))
+    reference = compare(inst, scenario, ["none"])["none"]["energy_cost_eur"]
+    return RunSummary(n, loop.failures, inverter.soc_pct, figures, float(reference))
 
 
 def simulated_run(inst: Installation, scenario: Scenario, controller: str, log_path: str | Path,
                   policy_path: str | None = None) -> RunSummary:
     """Run the control loop over ``scenario`` against a simulated inverter; every decision goes to ``log_path``."""
     return asyncio.run(_run(inst, scenario, controller, Path(log_path), policy_path))
+
+
+def compare(inst: Installation, scenario: Scenario, controllers: Sequence[str],
+            policy_path: str | None = None) -> dict[str, dict[str, Any]]:
+    """``dwars evaluate``'s figures of ``controllers`` on the same scenario and forecasts (seed 0) as a dry run."""
+    return evaluate(inst, scenario, list(controllers), policy_path=policy_path).results
