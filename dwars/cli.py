@@ -387,30 +387,105 @@ def cmd_log_shield(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_scenario(args: argparse.Namespace, inst: Any) -> Any:
+    """The scenario of --scenario, else built from the bundled 2024 samples for --start/--days/--minutes."""
+    import pandas as pd
+
+    from dwars.data.io import sample_path
+    from dwars.data.scenario import build_scenario, read_scenario
+
+    if args.scenario:
+        return read_scenario(_path(args.scenario))
+    start = pd.Timestamp(args.start)
+    end = (start + pd.Timedelta(days=args.days)).date().isoformat()
+    with console.status("building the scenario from the bundled 2024 samples ..."):
+        return build_scenario(inst, [sample_path("prices_2024.json.gz")], start.date().isoformat(), end,
+                              args.minutes, weather=sample_path("knmi_debilt_260_2024_T_Q.csv.gz"), model_pv=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """``dwars run --simulate``: the control loop against the simulated inverter (the live mode comes with #6)."""
-    if not args.simulate:
-        raise DwarsError("dwars run: the live mode (a real inverter, live prices and forecasts) is not built yet; "
-                         "use --simulate to run the loop against the simulated inverter")
+    """``dwars run``: the control loop. --simulate: against the simulated inverter, as fast as it goes;
+    --replay: on a (simulated) clock with a scenario's inputs, against the inverter in the config."""
+    from dwars.config import load_config
+
+    inst = load_config(_path(args.config))
+    if args.simulate:
+        return _run_simulated(args, inst)
+    if args.replay:
+        return _run_replay(args, inst)
+    raise DwarsError("dwars run: the live mode (live prices and forecasts) is not built yet; use --simulate to run "
+                     "the loop against the simulated inverter, or --replay SCENARIO to replay recorded inputs")
+
+
+def _run_replay(args: argparse.Namespace, inst: Any) -> int:
+    import time
+
+    import pandas as pd
+
+    from dwars.data.scenario import read_scenario
+    from dwars.runtime.app import RunPaths, replay_clock, run_replay, run_until_stopped
+
+    scenario = read_scenario(_path(args.replay))
+    start = pd.Timestamp(args.start_at) if args.start_at else None
+    clock = replay_clock(scenario, start, args.speed, args.epoch if args.epoch is not None else time.time())
+    log_path = Path(args.log) if args.log else RunPaths.for_config(inst, args.config).decision_log
+    end = pd.Timestamp(args.until) if args.until else None
+    runner = run_until_stopped(run_replay(inst, scenario, clock, log_path, end, args.policy, args.inverter_port))
+    if runner is None:
+        return 0
+    console.print(f"{runner.decisions} decisions ({runner.early} early), {runner.loop.failures} failed intervals; "
+                  f"log: {escape(str(log_path))}")
+    return 0 if runner.loop.failures == 0 else 1
+
+
+def cmd_sim_inverter(args: argparse.Namespace) -> int:
+    """``dwars sim-inverter``: the simulated inverter as a process of its own, on a (simulated) clock."""
+    import time
+
     import pandas as pd
 
     from dwars.config import load_config
-    from dwars.data.io import sample_path
-    from dwars.data.scenario import build_scenario, read_scenario
+    from dwars.policy.base import Home
+    from dwars.runtime.app import replay_clock, run_until_stopped
+    from dwars.runtime.loop import ReplayInputs
+    from dwars.runtime.sim_inverter import SimulatedInverter
+    from dwars.runtime.sim_process import Actuals, serve_on_clock
+
+    inst = load_config(_path(args.config))
+    scenario = _run_scenario(args, inst)
+    home = Home.from_installation(inst)
+    replay = ReplayInputs(scenario, home)
+    actuals = Actuals(pd.DatetimeIndex(scenario.index), scenario.minutes, replay.pv_kw, replay.load_kw,
+                      replay.forecaster.import_price, replay.forecaster.export_price)
+    start = pd.Timestamp(args.start_at) if args.start_at else None
+    clock = replay_clock(scenario, start, args.speed, args.epoch if args.epoch is not None else time.time())
+    end = actuals.index[-1] + pd.Timedelta(minutes=scenario.minutes)
+
+    async def serve() -> float:
+        inverter = SimulatedInverter(home.battery, inst.battery.initial_energy_kwh, home.grid_limit_kw,
+                                     port=args.port, now=max(clock.now(), actuals.index[0]))
+        port = await inverter.start()
+        print(f"simulated inverter listening on 127.0.0.1:{port}", flush=True)
+        try:
+            return await serve_on_clock(inverter, actuals, clock, end, args.trace)
+        finally:
+            await inverter.stop()
+
+    cost = run_until_stopped(serve())
+    if cost is not None:
+        console.print(f"the simulated inverter ran to {end.tz_convert(inst.site.timezone):%Y-%m-%d %H:%M}: "
+                      f"energy cost {cost:.2f} EUR")
+    return 0
+
+
+def _run_simulated(args: argparse.Namespace, inst: Any) -> int:
+    import pandas as pd
+
     from dwars.policy.decision_log import read_records, shield_summary
     from dwars.runtime.simulate import compare, simulated_run
 
-    inst = load_config(_path(args.config))
-    if args.scenario:
-        scenario = read_scenario(_path(args.scenario))
-    else:
-        start = pd.Timestamp(args.start)
-        end = (start + pd.Timedelta(days=args.days)).date().isoformat()
-        with console.status("building the scenario from the bundled 2024 samples ..."):
-            scenario = build_scenario(inst, [sample_path("prices_2024.json.gz")], start.date().isoformat(), end,
-                                      args.minutes, weather=sample_path("knmi_debilt_260_2024_T_Q.csv.gz"),
-                                      model_pv=True)
-    log_path = Path(args.log)
+    scenario = _run_scenario(args, inst)
+    log_path = Path(args.log or "out/run/decisions.jsonl")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if log_path.is_file() and log_path.stat().st_size > 0:  # a dry run starts its own log; keep the last one
         kept = log_path.with_name(f"{log_path.stem}.previous{log_path.suffix}")
@@ -631,7 +706,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "fast as it goes, then prints the last actions, the shield's summary and the cost.",
         epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
     rn.add_argument("--config", required=True, help="installation TOML")
-    rn.add_argument("--simulate", action="store_true", help="against the simulated inverter (required for now)")
+    rn.add_argument("--simulate", action="store_true",
+                    help="against a simulated inverter, in lock-step, as fast as it goes (a dry run)")
+    rn.add_argument("--replay", metavar="SCENARIO.csv",
+                    help="replay a scenario's inputs on a (simulated) clock against the inverter in the config")
+    rn.add_argument("--speed", type=float, default=1.0, help="with --replay: simulated seconds per real second")
+    rn.add_argument("--epoch", type=float, metavar="UNIX_S",
+                    help="with --replay: the real time (s since 1970) at which the clock showed its start; share "
+                         "it with dwars sim-inverter so both run on one clock (default: now)")
+    rn.add_argument("--start-at", metavar="TIME", help="with --replay: the clock's start (default: the scenario's)")
+    rn.add_argument("--until", metavar="TIME", help="with --replay: stop at this time (default: the scenario's end)")
+    rn.add_argument("--inverter-port", type=int, help="Modbus TCP port of the inverter (default: the config's)")
     rn.add_argument("--scenario", help="scenario CSV to replay (default: built from the bundled 2024 samples)")
     rn.add_argument("--start", default="2024-06-01", metavar="YYYY-MM-DD",
                     help="first local day, without --scenario (default %(default)s)")
@@ -639,12 +724,31 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--minutes", type=int, choices=(15, 60), default=15, help="interval length (default 15)")
     rn.add_argument("--controller", default="rl", help="rule, mpc, mpc_shield, rl, ... (default %(default)s)")
     rn.add_argument("--policy", metavar="FILE.onnx", help="ONNX policy for the rl controller")
-    rn.add_argument("--log", default="out/run/decisions.jsonl", metavar="FILE.jsonl",
-                    help="the decision log (default %(default)s)")
+    rn.add_argument("--log", metavar="FILE.jsonl",
+                    help="the decision log (default: out/run/decisions.jsonl with --simulate, else "
+                         "decisions.jsonl in the config's runtime.data_dir)")
     rn.add_argument("--last", type=int, default=12, metavar="N", help="last actions to show (default %(default)s)")
     rn.add_argument("--compare", default="none,rule", metavar="C1,C2",
                     help="controllers to score on the same days, for comparison (default %(default)s; '' for none)")
     rn.set_defaults(func=cmd_run)
+
+    si = sub.add_parser(
+        "sim-inverter", help="a simulated inverter (Modbus TCP on 127.0.0.1) running on a clock, for dry runs",
+        description="Serve the SunSpec storage model of a simulated battery on 127.0.0.1 and play a scenario's "
+                    "actual PV, load and prices on it along a (simulated) clock, whatever it is commanded; it "
+                    "falls back to self-consumption when commands stop. Point dwars run --replay at it.",
+        epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    si.add_argument("--config", required=True, help="installation TOML (battery, PV, tariff)")
+    si.add_argument("--scenario", help="scenario CSV (default: built from the bundled 2024 samples)")
+    si.add_argument("--start", default="2024-06-01", metavar="YYYY-MM-DD", help="first local day, without --scenario")
+    si.add_argument("--days", type=int, default=2, help="days, without --scenario (default %(default)s)")
+    si.add_argument("--minutes", type=int, choices=(15, 60), default=15, help="interval length (default 15)")
+    si.add_argument("--port", type=int, default=0, help="TCP port (default: a free one, printed)")
+    si.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    si.add_argument("--epoch", type=float, metavar="UNIX_S", help="real time at which the clock showed its start")
+    si.add_argument("--start-at", metavar="TIME", help="the clock's start (default: the scenario's)")
+    si.add_argument("--trace", metavar="FILE.jsonl", help="write the inverter's account of every interval here")
+    si.set_defaults(func=cmd_sim_inverter)
 
     tr = sub.add_parser(
         "train", help="train the policy (behaviour cloning from the oracle, then MaskablePPO)",

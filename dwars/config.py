@@ -181,6 +181,53 @@ class LoadConfig:
     profile: str = "E1A"
 
 
+INVERTERS: tuple[str, ...] = ("sunspec", "victron_gx_ess", "huawei_sun2000", "simulated")
+METERS: tuple[str, ...] = ("none", "dsmr_tcp", "dsmr_serial", "homewizard")
+PRICE_SOURCES: tuple[str, ...] = ("energyzero", "entsoe")
+WEATHER_SOURCES: tuple[str, ...] = ("open-meteo", "clearsky")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How ``dwars run`` reaches the house: inverter, meter, feeds, Home Assistant, where it keeps its files.
+
+    Attributes
+    ----------
+    controller : the controller that decides (``rl``: the shipped policy; ``rule``, ``mpc``, ``mpc_shield``).
+    minutes : the decision interval (15 or 60).
+    inverter : ``sunspec`` (model 124), a vendor map name (``victron_gx_ess``, ``huawei_sun2000``), a path to
+        a map file (``.toml``), or ``simulated`` (a simulated inverter on 127.0.0.1, for trying dwars out).
+    inverter_host, inverter_port, inverter_unit_id : its Modbus TCP address.
+    meter : the P1 smart meter: ``none``, ``dsmr_tcp`` (a P1 cable behind ser2net), ``dsmr_serial`` (a USB P1
+        cable at ``meter_device``) or ``homewizard`` (the HomeWizard P1 meter's local API).
+    prices : ``energyzero`` (no account needed) or ``entsoe`` (needs a token in the environment variable named
+        by ``entsoe_token_env``); the other one is the fall-back, and the disk cache after that.
+    weather : ``open-meteo`` (irradiance forecast) or ``clearsky`` (clear sky x the recent clear-sky index).
+    mqtt_host : Home Assistant's MQTT broker ("" = no Home Assistant); the password comes from the environment
+        variable named by ``mqtt_password_env``.
+    data_dir : decision log, price cache and load history (relative paths are relative to the config file).
+    """
+
+    controller: str = "rl"
+    minutes: int = 15
+    inverter: str = "sunspec"
+    inverter_host: str = "127.0.0.1"
+    inverter_port: int = 502
+    inverter_unit_id: int = 1
+    meter: str = "none"
+    meter_host: str = ""
+    meter_port: int = 2001
+    meter_device: str = "/dev/ttyUSB0"
+    prices: str = "energyzero"
+    entsoe_token_env: str = "ENTSOE_TOKEN"
+    weather: str = "open-meteo"
+    mqtt_host: str = ""
+    mqtt_port: int = 1883
+    mqtt_username: str = ""
+    mqtt_password_env: str = "DWARS_MQTT_PASSWORD"
+    data_dir: str = "dwars-data"
+
+
 @dataclass(frozen=True)
 class Installation:
     """A whole home: everything :func:`load_config` reads from one TOML file."""
@@ -192,6 +239,7 @@ class Installation:
     tariff: TariffConfig = field(default_factory=TariffConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     load: LoadConfig = field(default_factory=LoadConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     name: str = "home"
 
     def replace(self, **changes: Any) -> Installation:
@@ -221,6 +269,19 @@ def _range(lo: float, hi: float, *, lo_open: bool = False) -> Check:
 def _one_of(options: tuple[str, ...]) -> Check:
     def check(v: str) -> str | None:
         return None if v in options else f"must be one of {', '.join(options)}"
+
+    return check
+
+
+def _inverter(v: str) -> str | None:
+    if v in INVERTERS or v.endswith(".toml"):
+        return None
+    return f"must be one of {', '.join(INVERTERS)}, or the path of a register map file ending in .toml"
+
+
+def _one_of_numbers(options: tuple[int, ...]) -> Check:
+    def check(v: int) -> str | None:
+        return None if v in options else f"must be one of {', '.join(map(str, options))}"
 
     return check
 
@@ -287,6 +348,26 @@ _SCHEMA: dict[str, dict[str, tuple[str, Check | None]]] = {
     "load": {
         "annual_kwh": (_NUM, _range(0, 1_000_000, lo_open=True)),
         "profile": (_STR, _one_of(("E1A",))),
+    },
+    "runtime": {
+        "controller": (_STR, _one_of(("rl", "rule", "mpc", "mpc_shield", "msc"))),
+        "minutes": (_INT, _one_of_numbers((15, 60))),
+        "inverter": (_STR, _inverter),
+        "inverter_host": (_STR, None),
+        "inverter_port": (_INT, _range(1, 65535)),
+        "inverter_unit_id": (_INT, _range(0, 247)),
+        "meter": (_STR, _one_of(METERS)),
+        "meter_host": (_STR, None),
+        "meter_port": (_INT, _range(1, 65535)),
+        "meter_device": (_STR, None),
+        "prices": (_STR, _one_of(PRICE_SOURCES)),
+        "entsoe_token_env": (_STR, None),
+        "weather": (_STR, _one_of(WEATHER_SOURCES)),
+        "mqtt_host": (_STR, None),
+        "mqtt_port": (_INT, _range(1, 65535)),
+        "mqtt_username": (_STR, None),
+        "mqtt_password_env": (_STR, None),
+        "data_dir": (_STR, None),
     },
 }
 _TOP_LEVEL = ("name", *(s for s in _SCHEMA if "." not in s))
@@ -382,6 +463,7 @@ def installation_from_dict(raw: Mapping[str, Any], source: str = "config") -> In
     tariff = TariffConfig(**section("tariff"))
     strategy = StrategyConfig(**section("strategy"))
     load = LoadConfig(**section("load"))
+    runtime = RuntimeConfig(**section("runtime"))
 
     pv: PvConfig | None = None
     if "pv" in raw:
@@ -422,7 +504,8 @@ def installation_from_dict(raw: Mapping[str, Any], source: str = "config") -> In
     if problems:
         raise ConfigError(problems, source)
     inst = Installation(
-        site=site, pv=pv, battery=battery, goals=goals, tariff=tariff, strategy=strategy, load=load, name=name
+        site=site, pv=pv, battery=battery, goals=goals, tariff=tariff, strategy=strategy, load=load,
+        runtime=runtime, name=name,
     )
     validate_installation(inst, source)
     return inst
@@ -453,6 +536,9 @@ def validate_installation(inst: Installation, source: str = "config") -> None:
             f"battery.initial_soc_pct = {b.initial_soc_pct:g}: must be at least battery.reserve_pct "
             f"({b.reserve_pct:g})"
         )
+    r = inst.runtime
+    if r.meter in ("dsmr_tcp", "homewizard") and not r.meter_host:
+        problems.append(f"runtime.meter = {r.meter!r}: needs runtime.meter_host (the meter's IP address or name)")
     if inst.tariff.supplier != "custom":
         from dwars.env.tariff import supplier_presets  # deferred: the tariff module imports this one
 

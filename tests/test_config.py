@@ -159,3 +159,21 @@ def test_replace_validates() -> None:
 
     with pytest.raises(ConfigError, match="initial_soc_pct"):
         inst.replace(battery=BatteryConfig(reserve_pct=60, initial_soc_pct=50))
+
+
+def test_the_runtime_section_is_validated_key_by_key_and_as_a_whole() -> None:
+    from dwars.config import installation_from_dict
+
+    with pytest.raises(ConfigError) as err:
+        installation_from_dict({"runtime": {"minutes": 30, "inverter": "sma", "inverter_port": 70000,
+                                            "meter": "homewizard", "mqtt_port": "1883"}})
+    text = str(err.value)
+    assert "runtime.minutes = 30: must be one of 15, 60" in text
+    assert "runtime.inverter = 'sma'" in text and "register map file" in text
+    assert "runtime.inverter_port = 70000: must be 1..65535" in text
+    assert "runtime.mqtt_port = '1883': must be a whole number" in text
+    with pytest.raises(ConfigError, match="runtime.meter = 'homewizard': needs runtime.meter_host"):
+        installation_from_dict({"runtime": {"meter": "homewizard"}})
+    ok = installation_from_dict({"runtime": {"inverter": "maps/my_inverter.toml", "meter": "dsmr_tcp",
+                                             "meter_host": "192.168.1.20", "minutes": 60}})
+    assert ok.runtime.inverter.endswith(".toml") and ok.runtime.minutes == 60 and ok.runtime.meter_port == 2001

@@ -86,3 +86,19 @@ def test_a_loop_that_falls_behind_skips_to_the_current_interval(caplog: pytest.L
     assert late.start == got[1].start + pd.Timedelta(minutes=15) * (late.missed + 1)
     assert all(b.start > a.start for a, b in itertools.pairwise(got))  # never a stale decision
     assert "fell behind" in caplog.text
+
+
+def test_clocks_pinned_to_one_epoch_agree_across_instances() -> None:
+    """Two processes (here: two clocks made at different moments) with the same epoch share simulated time."""
+    import time
+
+    start = pd.Timestamp("2024-03-31 00:00", tz="Europe/Amsterdam")
+    epoch = time.time() - 2.0  # the shared start was reached two real seconds ago
+    first = SimulatedClock(start, speed=900, epoch_unix_s=epoch)
+    time.sleep(0.05)
+    second = SimulatedClock(start, speed=900, epoch_unix_s=epoch)
+    gap_s = abs((first.now() - second.now()).total_seconds())
+    assert gap_s < 900 * 0.02  # both read the same simulated time (within 20 ms of real time)
+    assert first.now() >= start.tz_convert("UTC") + pd.Timedelta(minutes=29)  # 2 s x 900 = 30 simulated minutes
+    unpinned = SimulatedClock(start, speed=900)
+    assert unpinned.now() < start.tz_convert("UTC") + pd.Timedelta(minutes=5)  # starts from its own creation

@@ -78,12 +78,15 @@ class SystemClock:
 class SimulatedClock:
     """Simulated time that runs ``speed`` times as fast as real time from ``start``.
 
-    ``speed`` = 3600 turns a quarter hour into a quarter of a real second. The simulated time is derived from
-    the monotonic real clock, so it never jumps backwards.
+    ``speed`` = 3600 turns a quarter hour into a quarter of a real second. By default the simulated time is
+    derived from the monotonic real clock from the moment the clock is made, so it never jumps backwards.
+    ``epoch_unix_s`` pins ``start`` to a wall-clock instant (seconds since 1970) instead, so that separate
+    processes (the simulated inverter, ``dwars run``, a restarted ``dwars run``) share one simulated time.
     """
 
     start: pd.Timestamp
     speed: float = 1.0
+    epoch_unix_s: float | None = None
 
     def __post_init__(self) -> None:
         self.start = _utc(self.start, "start")
@@ -91,8 +94,14 @@ class SimulatedClock:
             raise ValueError(f"speed = {self.speed}: must be > 0")
         self._t0 = time.monotonic()
 
+    def elapsed_real_s(self) -> float:
+        """Real seconds since ``start`` was (or is to be) reached."""
+        if self.epoch_unix_s is not None:
+            return time.time() - self.epoch_unix_s
+        return time.monotonic() - self._t0
+
     def now(self) -> pd.Timestamp:
-        return self.start + pd.Timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+        return self.start + pd.Timedelta(seconds=self.elapsed_real_s() * self.speed)
 
     async def sleep_until(self, when: pd.Timestamp) -> None:
         delay_s = (_utc(when, "when") - self.now()).total_seconds() / self.speed

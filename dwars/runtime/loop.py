@@ -157,9 +157,9 @@ class ControlLoop:
         self.last: tuple[State, Decision] | None = None
         self._warned: set[str] = set()
 
-    async def decide(self, when: pd.Timestamp) -> Decision:
+    async def decide(self, when: pd.Timestamp, early: str | None = None) -> Decision:
         """One interval: read, decide, check, command, log. Returns what was applied (self-consumption, with the
-        reason, when the inverter did not take it)."""
+        reason, when the inverter did not take it). ``early``: the interval is decided again, and why."""
         reading = await self.driver.read()
         capacity = self.home.battery.capacity_kwh
         inputs = self.inputs.at(when)
@@ -187,6 +187,8 @@ class ControlLoop:
             await self._failed(str(err))
         else:
             self._succeeded()
+        if early:
+            applied = dataclasses.replace(applied, reason=f"{applied.reason} (decided again: {early})")
         self.last = (state, applied)
         self._record(state.time, state.soc_pct, proposed, applied, list(notes), inputs_digest(state, forecasts))
         return applied
@@ -226,20 +228,25 @@ class ControlLoop:
         self.safe_mode = False
         self.failures_in_a_row = 0
 
+    async def step(self, when: pd.Timestamp, early: str | None = None) -> Decision:
+        """:meth:`decide`, and when there is nothing to decide on (no battery reading, no inputs), the record and
+        the safe-mode count of a failed interval. ``early``: why the interval is decided again (for the log)."""
+        try:
+            return await self.decide(when, early)
+        except (InverterError, InputError) as err:  # no state or no inputs: nothing to decide on
+            log.error("%s: no decision for %s; the inverter runs self-consumption", err, pd.Timestamp(when).isoformat())
+            applied = Decision(Mode.MSC, 0.0, f"no decision: {err}")
+            await self._failed(str(err))
+            self._record(pd.Timestamp(when), math.nan, applied, applied, [], inputs_digest(str(err)))
+            return applied
+
     async def run(self, ticks: AsyncIterator[Tick],
                   after_each: Callable[[pd.Timestamp, Decision], Awaitable[None] | None] | None = None) -> int:
         """Decide at every tick; ``after_each(start, applied)`` runs after each decision (the simulated inverter
         plays the interval there). Returns the number of intervals decided."""
         n = 0
         async for tick in ticks:
-            try:
-                applied = await self.decide(tick.start)
-            except (InverterError, InputError) as err:  # no state or no inputs: nothing to decide on
-                log.error("%s: no decision for %s; the inverter runs self-consumption", err,
-                          pd.Timestamp(tick.start).isoformat())
-                applied = Decision(Mode.MSC, 0.0, f"no decision: {err}")
-                await self._failed(str(err))
-                self._record(pd.Timestamp(tick.start), math.nan, applied, applied, [], inputs_digest(str(err)))
+            applied = await self.step(tick.start)
             n += 1
             if after_each is not None:
                 done = after_each(tick.start, applied)
