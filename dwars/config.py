@@ -181,7 +181,7 @@ class LoadConfig:
     profile: str = "E1A"
 
 
-INVERTERS: tuple[str, ...] = ("sunspec", "victron_gx_ess", "huawei_sun2000", "simulated")
+INVERTERS: tuple[str, ...] = ("sunspec", "huawei_sun2000", "simulated")
 METERS: tuple[str, ...] = ("none", "dsmr_tcp", "dsmr_serial", "homewizard")
 PRICE_SOURCES: tuple[str, ...] = ("energyzero", "entsoe")
 WEATHER_SOURCES: tuple[str, ...] = ("open-meteo", "clearsky")
@@ -195,7 +195,7 @@ class RuntimeConfig:
     ----------
     controller : the controller that decides (``rl``: the shipped policy; ``rule``, ``mpc``, ``mpc_shield``).
     minutes : the decision interval (15 or 60).
-    inverter : ``sunspec`` (model 124), a vendor map name (``victron_gx_ess``, ``huawei_sun2000``), a path to
+    inverter : ``sunspec`` (model 124), a vendor map name (``huawei_sun2000``: forcible charge/discharge), a path to
         a map file (``.toml``), or ``simulated`` (a simulated inverter on 127.0.0.1, for trying dwars out).
     inverter_host, inverter_port, inverter_unit_id : its Modbus TCP address.
     meter : the P1 smart meter: ``none``, ``dsmr_tcp`` (a P1 cable behind ser2net), ``dsmr_serial`` (a USB P1

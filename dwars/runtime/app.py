@@ -11,25 +11,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from dwars.config import Installation
 from dwars.data.scenario import Scenario
-from dwars.env.modes import Decision
+from dwars.env.modes import Decision, Mode
 from dwars.policy.base import Home
 from dwars.policy.decision_log import DecisionLog
 from dwars.policy.registry import make_controller
 from dwars.policy.shield import Shield
 from dwars.runtime.clock import Clock, SimulatedClock, SystemClock
 from dwars.runtime.driver import InverterError, open_driver
+from dwars.runtime.ledger import DayLedger, IntervalMeasurement
 from dwars.runtime.live import Runner, Trigger
 from dwars.runtime.loop import ControlLoop, ReplayInputs
+from dwars.runtime.status import RuntimeStatus, next_charge_block
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,6 +65,66 @@ class RunPaths:
         return self.data_dir / "history.sqlite"
 
 
+def planned_modes(controller: Any) -> np.ndarray | None:
+    """The modes of the controller's current plan (IMPORT where it charges from the grid), None without one."""
+    plan = getattr(controller, "last_plan", None)
+    if plan is None:
+        advisor = getattr(controller, "advisor", None)
+        plan = getattr(getattr(advisor, "mpc", None), "last_plan", None)
+    if plan is None:
+        return None
+    grid_charging = (np.asarray(plan.charge_kw) > 1e-3) & (np.asarray(plan.import_kw) > 1e-3)
+    return np.where(grid_charging, int(Mode.IMPORT), int(Mode.MSC))
+
+
+class StatusKeeper:
+    """After each decision: cost the interval that just ended, and build the :class:`RuntimeStatus` snapshot.
+
+    The finished interval's PV and load are the ``last_*`` measurements of the new state, its prices those the
+    previous decision saw for its first interval, and the battery's energy change the difference of the two
+    readings (the P1 meter's flows replace the inferred grid flows when ``meter_flows`` gives them).
+    """
+
+    def __init__(self, inst: Installation, loop: ControlLoop) -> None:
+        self.inst = inst
+        self.loop = loop
+        self.ledger = DayLedger(inst.site.timezone, inst.battery.efficiency_one_way)
+        self.previous: tuple[pd.Timestamp, float, float, float] | None = None  # start, energy, prices
+        self.shield_day: pd.Timestamp | None = None
+        self.shield_today = 0
+
+    def after(self, trigger: Trigger, applied: Decision,
+              meter_flows: tuple[float, float] | None = None) -> RuntimeStatus | None:
+        if self.loop.last is None or self.loop.last_forecasts is None:
+            return None
+        state, _ = self.loop.last
+        f = self.loop.last_forecasts
+        if trigger.early is None and self.previous is not None:
+            start, energy, price_in, price_out = self.previous
+            if state.time - start == pd.Timedelta(minutes=state.minutes) and np.isfinite(state.last_pv_kw) \
+                    and np.isfinite(state.last_load_kw):
+                grid = meter_flows if meter_flows is not None else (None, None)
+                self.ledger.add(IntervalMeasurement(start, state.minutes, state.last_pv_kw, state.last_load_kw,
+                                                    state.energy_kwh - energy, price_in, price_out, *grid))
+        if f.n_price_known:
+            self.previous = (state.time, state.energy_kwh, float(f.import_price_eur_per_kwh[0]),
+                             float(f.export_price_eur_per_kwh[0]))
+        day = state.time.tz_convert(self.inst.site.timezone).normalize()
+        if day != self.shield_day:
+            self.shield_day, self.shield_today = day, 0
+        self.shield_today += bool(self.loop.last_interventions)
+        modes = planned_modes(self.loop.controller)
+        block = None
+        if modes is not None:
+            block = next_charge_block(f.times[:len(modes)], modes[:len(f.times)], state.minutes)
+        goals = self.inst.goals
+        return RuntimeStatus(state.time, applied.mode.label, applied.reason, applied.signed_power_kw, state.soc_pct,
+                             self.inst.battery.reserve_pct, goals.endpoint_soc_pct, goals.endpoint_hour,
+                             block[0] if block else None, block[1] if block else None,
+                             self.ledger.cost_eur, self.ledger.cost_without_battery_eur, self.shield_today,
+                             self.loop.safe_mode, self.loop.controller.name)
+
+
 def driver_for(inst: Installation, host: str | None = None, port: int | None = None) -> Any:
     """The inverter driver that ``[runtime] inverter`` names (not yet connected); a map path is taken relative
     to the working folder."""
@@ -69,33 +133,78 @@ def driver_for(inst: Installation, host: str | None = None, port: int | None = N
     return open_driver(kind, host or r.inverter_host, port or r.inverter_port, device_id=r.inverter_unit_id)
 
 
-async def run_replay(inst: Installation, scenario: Scenario, clock: Clock, log_path: Path,
-                     until: pd.Timestamp | None = None, policy_path: str | None = None,
-                     port: int | None = None) -> Runner:
-    """The loop on ``clock`` with a scenario's inputs, against the inverter in the config; returns the runner."""
+def open_bridge(inst: Installation, config_path: str | Path | None,
+                on_config_change: Callable[[Installation], None]) -> Any:
+    """The Home Assistant bridge of ``[runtime] mqtt_host`` (None without one, or without a config file to edit)."""
+    r = inst.runtime
+    if not r.mqtt_host or config_path is None:
+        return None
+    from dwars.runtime.homeassistant import HomeAssistantBridge
+
+    bridge = HomeAssistantBridge(r.mqtt_host, r.mqtt_port, config_path, username=r.mqtt_username or None,
+                                 password=os.environ.get(r.mqtt_password_env) or None,
+                                 on_config_change=on_config_change)
+    return bridge.start()
+
+
+async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minutes: int, clock: Clock,
+                   log_path: Path, until: pd.Timestamp | None = None, policy_path: str | None = None,
+                   port: int | None = None, config_path: str | Path | None = None,
+                   scenario: Scenario | None = None) -> Runner:
+    """Decide on ``clock`` until ``until`` (None: until stopped) against the inverter in the config.
+
+    ``inputs_for(home)`` makes the inputs (live feeds or a replay); they are made again when Home Assistant
+    changes the goals or the profile (the config file is rewritten by the bridge; the next decision uses it).
+    """
     home = Home.from_installation(inst)
-    inputs = ReplayInputs(scenario, home)
     driver = driver_for(inst, port=port)
     driver.clock = lambda: (clock.now() - pd.Timestamp(0, tz="UTC")).total_seconds()  # rate limit on the clock
     try:
         await driver.connect()
     except InverterError as err:  # not fatal: the loop tries again every interval (safe mode after a few)
         log.error("%s; dwars keeps trying every interval", err)
+    changes: list[Installation] = []
+    asyncio_loop = asyncio.get_running_loop()
+    bridge = open_bridge(inst, config_path, lambda new: asyncio_loop.call_soon_threadsafe(changes.append, new))
     try:
         with DecisionLog(log_path) as decision_log:
             controller = make_controller(inst.runtime.controller, home, scenario, policy_path=policy_path)
-            loop = ControlLoop(home, controller, driver, inputs, scenario.minutes, Shield(home), decision_log)
+            loop = ControlLoop(home, controller, driver, inputs_for(home), minutes, Shield(home), decision_log)
+            keeper = StatusKeeper(inst, loop)
 
-            def tell(trigger: Trigger, applied: Decision) -> None:
-                log.info("%s %s: %s", trigger.start.tz_convert(home.timezone).strftime("%Y-%m-%d %H:%M"),
-                         applied.describe(), applied.reason)
+            def after_each(trigger: Trigger, applied: Decision) -> None:
+                status = keeper.after(trigger, applied)
+                log.info("%s %s", trigger.start.tz_convert(home.timezone).strftime("%Y-%m-%d %H:%M"),
+                         applied.describe())
+                if bridge is not None and status is not None:
+                    bridge.publish(status)
+                while changes:  # Home Assistant changed the config: the next decision uses it
+                    new = changes.pop(0)
+                    new_home = Home.from_installation(new)
+                    loop.home, loop.shield, loop.inputs = new_home, Shield(new_home), inputs_for(new_home)
+                    loop.controller = make_controller(new.runtime.controller, new_home, scenario,
+                                                      policy_path=policy_path)
+                    keeper.inst = new
+                    log.warning("config changed from Home Assistant: profile %s, reserve %g %%, endpoint %s %% at "
+                                "%s h; the next decision follows it", new.strategy.profile, new.battery.reserve_pct,
+                                f"{new.goals.endpoint_soc_pct:g}", new.goals.endpoint_hour)
 
-            runner = Runner(loop, clock, after_each=tell)
-            end = until if until is not None else scenario.index[-1] + pd.Timedelta(minutes=scenario.minutes)
-            await runner.run(end)
+            runner = Runner(loop, clock, after_each=after_each)
+            await runner.run(until)
     finally:
+        if bridge is not None:
+            bridge.close()
         driver.close()
     return runner
+
+
+async def run_replay(inst: Installation, scenario: Scenario, clock: Clock, log_path: Path,
+                     until: pd.Timestamp | None = None, policy_path: str | None = None,
+                     port: int | None = None, config_path: str | Path | None = None) -> Runner:
+    """The loop on ``clock`` with a scenario's inputs, against the inverter in the config; returns the runner."""
+    end = until if until is not None else scenario.index[-1] + pd.Timedelta(minutes=scenario.minutes)
+    return await run_loop(inst, lambda home: ReplayInputs(scenario, home), scenario.minutes, clock, log_path, end,
+                          policy_path, port, config_path, scenario)
 
 
 def replay_clock(scenario: Scenario, start: pd.Timestamp | None, speed: float,

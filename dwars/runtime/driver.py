@@ -1,14 +1,23 @@
 """Inverter driver over Modbus TCP (pymodbus async client): read the battery, apply a Decision, verify it.
 
-:class:`SunSpecDriver` finds model 124 by walking the SunSpec model chain from register 40000, writes only the
-points in :data:`dwars.runtime.sunspec.WRITABLE`, range-checks every value before it goes out, reads each write
-back, and retries a failed write with backoff before it gives up with :class:`InverterError`, whose message
-names the inverter, the point and what went wrong.
+:class:`MapDriver` drives any inverter described by a register map (:mod:`dwars.runtime.regmap`; the shipped maps
+are in ``dwars/runtime/maps/``). The guarantees are the same for every map, and live here once:
 
-Rate limit: many inverters keep these points in flash. A point is written only when the inverter does not hold
-its value (read first: an inverter that reverted or restarted gets the command again), or when half the revert
-time has passed since it was last written (the refresh that keeps the inverter from falling back). An unchanged
-command costs no writes in between.
+- allow-list: only the map's writable registers that its ``[modes]`` write ever get written;
+- range check: every value is checked against the register's ``min``..``max`` (and the power against the
+  battery's max charge power) before anything goes out (:class:`RefusedCommandError`);
+- rate limit: many inverters keep these registers in flash. A register is written only when the inverter does not
+  hold its value (read first: an inverter that reverted or restarted gets the command again), or when half the
+  revert time has passed since it was last written (the refresh that keeps the inverter from falling back). An
+  unchanged command costs no writes in between. The map's ``commit`` registers (a trigger such as Huawei's
+  47100) are written last, and again whenever another register was written;
+- every write is read back and compared; a failed write is retried with backoff (0.1, 0.2, 0.4 ... s) before
+  :class:`InverterError`, whose message names the inverter, the register and what went wrong;
+- :meth:`MapDriver.fail_safe` hands the battery back to the inverter's own self-consumption (the map's MSC mode,
+  written whatever the rate limit says).
+
+:class:`SunSpecDriver` is the map driver with ``maps/sunspec_124.toml``: connect walks the SunSpec model chain from
+register 40000 to find model 124. :func:`open_driver` makes the driver a config names.
 """
 
 from __future__ import annotations
@@ -16,23 +25,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from dwars.env.modes import Decision
+from dwars.env.modes import Decision, Mode
 from dwars.errors import DwarsError
-from dwars.runtime.sunspec import (
-    MODEL_END,
-    MODEL_STORAGE,
-    STORAGE_POINTS,
-    SUNS_MARKER,
-    SUNSPEC_BASE,
-    int16,
-    setpoint_for,
-)
+from dwars.runtime.regmap import MAX_READ_WORDS, CommandError, Register, RegisterMap, load_map
+from dwars.runtime.sunspec import MODEL_END, SUNS_MARKER, SUNSPEC_BASE
 
 log = logging.getLogger(__name__)
 
@@ -41,111 +44,201 @@ class InverterError(DwarsError):
     """The inverter cannot be reached, answers garbage, or does not take a command."""
 
 
+class RefusedCommandError(InverterError, ValueError):
+    """dwars refused a command before writing it: outside the map's ranges, or above the battery's power."""
+
+
 @dataclass(frozen=True)
 class BatteryReading:
-    """What the inverter reports: state of charge (%), max charge power (W), reserve (%)."""
+    """What the inverter reports: state of charge (%), max charge power (W), reserve (%), and the step in which
+    it reports the state of charge (%: 1 for an inverter that shows whole percents, 0.1 for tenths)."""
 
     soc_pct: float
     max_charge_w: float
     reserve_pct: float
+    soc_step_pct: float = 0.0
 
 
-class SunSpecDriver:
-    """A SunSpec (model 124) storage inverter at ``host``:``port``.
+class MapDriver:
+    """An inverter at ``host``:``port`` described by a register map (see the module text).
 
     Parameters
     ----------
+    regmap : a loaded map, a built-in map name (``"huawei_sun2000"``) or the path of a map file.
+    device_id : Modbus unit id (None: the map's ``unit_id``).
     timeout_s : per request.
     retries : attempts per write before giving up (waiting 0.1, 0.2, 0.4, ... s in between).
+    clock : seconds; the rate limit's time (a simulated clock in tests and dry runs).
     """
 
-    def __init__(self, host: str, port: int = 502, device_id: int = 1, timeout_s: float = 2.0,
-                 retries: int = 3, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, regmap: RegisterMap | str | Path, host: str, port: int = 502, device_id: int | None = None,
+                 timeout_s: float = 2.0, retries: int = 3, clock: Callable[[], float] = time.monotonic) -> None:
+        self.map = regmap if isinstance(regmap, RegisterMap) else load_map(regmap)
         self.where = f"inverter {host}:{port}"
-        self.device_id = device_id
+        self.device_id = self.map.unit_id if device_id is None else int(device_id)
         self.retries = max(int(retries), 1)
         self.client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
-        self.storage_start: int | None = None
-        self.clock = clock  # seconds; the rate limit's time (a simulated clock in tests and dry runs)
-        self.written: dict[str, tuple[int, float]] = {}  # point -> (value, when written)
+        self.clock = clock
+        self.base: int | None = None  # added to every map address (a SunSpec model's start); None: not connected
+        self.written: dict[str, tuple[list[int], float]] = {}  # register -> (words, when written)
         self.writes = 0
+        self.steps: dict[str, float] = {}  # register -> the value of one raw step, in its unit (last read)
+        self.last_revert_s = 3600  # what fail_safe() writes for a revert time before any apply()
+        self.last_max_charge_w: float | None = None
 
     async def connect(self) -> None:
-        """Connect and find model 124."""
+        """Connect, find the registers (a SunSpec model by walking the chain) and run the map's checks."""
         if not await self.client.connect():
             raise InverterError(f"{self.where}: no connection (is it on, and is Modbus TCP enabled?)")
+        self.base = 0 if self.map.sunspec_model is None else await self._find_sunspec_model(self.map.sunspec_model)
+        if self.map.checks:
+            values = await self._values(c.register for c in self.map.checks)
+            for check in self.map.checks:
+                value = values[check.register]
+                if not any(abs(value - allowed) < 1e-9 for allowed in check.one_of):
+                    expected = " or ".join(f"{v:g}" for v in check.one_of)
+                    raise InverterError(f"{self.where} ({self.map.name}): {check.register} is {value:g}, expected "
+                                        f"{expected}" + (f": {check.hint}" if check.hint else ""))
+
+    async def _find_sunspec_model(self, wanted: int) -> int:
         marker = await self._read(SUNSPEC_BASE, 2)
         if tuple(marker) != SUNS_MARKER:
             raise InverterError(f"{self.where}: no SunSpec map at {SUNSPEC_BASE} (read {marker})")
         address = SUNSPEC_BASE + 2
         for _ in range(64):  # a SunSpec chain has a handful of models
             model, length = await self._read(address, 2)
-            if model == MODEL_STORAGE:
-                self.storage_start = address + 2
-                return
+            if model == wanted:
+                return address + 2
             if model == MODEL_END:
                 break
             address += 2 + length
-        raise InverterError(f"{self.where}: no storage model {MODEL_STORAGE} in the SunSpec map")
+        raise InverterError(f"{self.where}: no storage model {wanted} in the SunSpec map")
 
     def close(self) -> None:
         self.client.close()
 
     async def read(self) -> BatteryReading:
-        """State of charge, max charge power and reserve, with their scale factors applied."""
-        words = await self._read(self._start(), len(STORAGE_POINTS))
-        p = {name: words[offset] for name, offset in STORAGE_POINTS.items()}
-
-        def scaled(name: str, sf: str) -> float:
-            return p[name] * 10.0 ** int16(p[sf])
-
-        reading = BatteryReading(scaled("ChaState", "ChaState_SF"), scaled("WChaMax", "WChaMax_SF"),
-                                 scaled("MinRsvPct", "MinRsvPct_SF"))
+        """State of charge, max charge power and reserve, in the map's units (scale factors applied)."""
+        if self.base is None:  # not connected yet (the inverter was off at start-up): try now
+            await self.connect()
+        names = self.map.reading
+        values = await self._values(names.values())
+        reading = BatteryReading(values[names["soc_pct"]], values[names["max_charge_w"]],
+                                 values[names["reserve_pct"]], self.steps[names["soc_pct"]])
         if not (0.0 <= reading.soc_pct <= 100.0 and reading.max_charge_w > 0):
             raise InverterError(f"{self.where}: implausible reading {reading} (garbage registers?)")
+        self.last_max_charge_w = reading.max_charge_w
         return reading
 
     async def apply(self, decision: Decision, revert_s: int, max_charge_w: float) -> None:
-        """Write the model-124 points for ``decision``, read them back and verify (:class:`InverterError` when
-        the inverter keeps refusing or reports other values)."""
-        setpoint = setpoint_for(decision, max_charge_w, revert_s)  # range checks before anything is written
-        now = self.clock()
-        # What the inverter holds now (a read costs no flash): one that reverted or restarted since the last
-        # write no longer holds the command, whatever was written before.
-        current = await self._read(self._start(), STORAGE_POINTS["InOutWRte_RvrtTms"] + 1)
-        for name, value in setpoint.registers().items():
-            last = self.written.get(name)
-            holds = current[STORAGE_POINTS[name]] == value
-            if holds and last is not None and last[0] == value and now - last[1] < revert_s / 2:
-                continue  # unchanged and recently refreshed: spare the inverter's flash
-            await self._write_verified(name, value)
-            self.written[name] = (value, now)
-            self.writes += 1
+        """Write the map's registers for ``decision`` (rate-limited, see the module text), read each back and
+        verify. :class:`RefusedCommandError` before anything is written for a command outside the map's ranges;
+        :class:`InverterError` when the inverter keeps refusing or reports other values."""
+        values = self._command(decision, revert_s, max_charge_w)
+        self.last_revert_s, self.last_max_charge_w = int(revert_s), float(max_charge_w)
+        await self._write_command(values, revert_s, force=False)
 
-    async def _write_verified(self, name: str, value: int) -> None:
-        address = self._start() + STORAGE_POINTS[name]
+    async def fail_safe(self) -> None:
+        """Hand the battery back to the inverter's own self-consumption: the map's MSC mode, written and verified
+        even when the rate limit would skip it (the loop calls this when it enters safe mode)."""
+        max_charge_w = self.last_max_charge_w or (await self.read()).max_charge_w
+        values = self._command(Decision(Mode.MSC), self.last_revert_s, max_charge_w)
+        await self._write_command(values, self.last_revert_s, force=True)
+        log.warning("%s: handed back to the inverter's own self-consumption", self.where)
+
+    def _command(self, decision: Decision, revert_s: float, max_charge_w: float) -> dict[str, float]:
+        try:
+            return self.map.command(decision, revert_s, max_charge_w)
+        except CommandError as err:
+            raise RefusedCommandError(f"{self.where}: {err} (nothing written)") from None
+
+    async def _write_command(self, values: dict[str, float], revert_s: float, force: bool) -> None:
+        regs = self.map.registers
+        now = self.clock()
+        # What the inverter holds now, and the scale factors (a read costs no flash). One that reverted or
+        # restarted since the last write no longer holds the command, whatever was written before.
+        sfs = {r.scale_factor for name in values if (r := regs[name]).scale_factor}
+        current = await self._read_words([*values, *sfs])
+        changed = False
+        order = [n for n in values if n not in self.map.commit] + [n for n in values if n in self.map.commit]
+        for name in order:
+            reg = regs[name]
+            words = reg.encode(values[name], self._sf(reg, current))
+            last = self.written.get(name)
+            holds = current[name] == words
+            fresh = last is not None and last[0] == words and now - last[1] < revert_s / 2
+            if holds and fresh and not force and not (changed and name in self.map.commit):
+                continue  # unchanged and recently refreshed: spare the inverter's flash
+            await self._write_verified(reg, words, values[name])
+            self.written[name] = (words, now)
+            self.writes += 1
+            changed = True
+
+    async def _write_verified(self, reg: Register, words: list[int], value: float) -> None:
+        if reg.name not in self.map.writable:  # the allow-list, enforced where writes happen
+            raise RefusedCommandError(f"{self.where}: {reg.name} is not a register dwars may write")
+        address = self._address(reg)
+        shown = f"{reg.name} = {value:g}" + (f" {reg.unit}" if reg.unit else "")
         delay_s = 0.1
         for attempt in range(1, self.retries + 1):
             try:
-                reply = await self.client.write_register(address, value, device_id=self.device_id)
+                if len(words) == 1:
+                    reply = await self.client.write_register(address, words[0], device_id=self.device_id)
+                else:  # 32-bit values in one request (function 16), as the vendors require
+                    reply = await self.client.write_registers(address, words, device_id=self.device_id)
                 if reply.isError():
-                    raise InverterError(f"{self.where}: writing {name} = {value} refused ({reply})")
-                back = (await self._read(address, 1))[0]
-                if back != value:
-                    raise InverterError(f"{self.where}: {name} reads back {back} after writing {value}")
+                    raise InverterError(f"{self.where}: writing {shown} refused ({reply})")
+                back = await self._read(address, len(words))
+                if back != words:
+                    raise InverterError(f"{self.where}: {reg.name} reads back {back} after writing {words}")
                 return
             except (InverterError, ModbusException) as err:
                 if attempt == self.retries:
-                    raise InverterError(f"{self.where}: {name} = {value} not applied after {attempt} "
-                                        f"attempts: {err}") from None
-                log.warning("%s: writing %s failed (%s); retrying in %.1f s", self.where, name, err, delay_s)
+                    raise InverterError(f"{self.where}: {shown} not applied after {attempt} attempts: "
+                                        f"{err}") from None
+                log.warning("%s: writing %s failed (%s); retrying in %.1f s", self.where, reg.name, err, delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s *= 2
 
-    def _start(self) -> int:
-        if self.storage_start is None:
+    def _address(self, reg: Register) -> int:
+        if self.base is None:
             raise InverterError(f"{self.where}: call connect() first")
-        return self.storage_start
+        return self.base + reg.address
+
+    def _sf(self, reg: Register, words: dict[str, list[int]]) -> int:
+        return self.map.registers[reg.scale_factor].raw(words[reg.scale_factor]) if reg.scale_factor else 0
+
+    async def _values(self, names: Iterable[str]) -> dict[str, float]:
+        """Registers' values in their units (their scale-factor registers read along)."""
+        names = list(names)
+        regs = self.map.registers
+        words = await self._read_words([*names, *(regs[n].scale_factor for n in names if regs[n].scale_factor)])
+        self.steps.update({n: abs(regs[n].scale) * 10.0 ** self._sf(regs[n], words) for n in names})
+        return {n: regs[n].decode(words[n], self._sf(regs[n], words)) for n in names}
+
+    async def _read_words(self, names: Iterable[str]) -> dict[str, list[int]]:
+        """Registers' words, read in as few requests as the map's ``max_read_gap`` allows."""
+        regs = sorted({n: self.map.registers[n] for n in names}.values(), key=lambda r: r.address)
+        out: dict[str, list[int]] = {}
+        group: list[Register] = []
+
+        async def flush() -> None:
+            if group:
+                start = self._address(group[0])
+                end = self._address(group[-1]) + group[-1].words
+                block = await self._read(start, end - start)
+                for r in group:
+                    out[r.name] = block[self._address(r) - start: self._address(r) - start + r.words]
+                group.clear()
+
+        for reg in regs:
+            if group:
+                gap = reg.address - (group[-1].address + group[-1].words)
+                if gap > self.map.max_read_gap or reg.address + reg.words - group[0].address > MAX_READ_WORDS:
+                    await flush()
+            group.append(reg)
+        await flush()
+        return out
 
     async def _read(self, address: int, count: int) -> list[int]:
         try:
@@ -155,3 +248,25 @@ class SunSpecDriver:
         if reply.isError():
             raise InverterError(f"{self.where}: reading {count} register(s) at {address} refused ({reply})")
         return list(reply.registers)
+
+
+class SunSpecDriver(MapDriver):
+    """A SunSpec (model 124) storage inverter at ``host``:``port``: :class:`MapDriver` with ``sunspec_124``."""
+
+    def __init__(self, host: str, port: int = 502, device_id: int = 1, timeout_s: float = 2.0,
+                 retries: int = 3, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(load_map("sunspec_124"), host, port, device_id, timeout_s, retries, clock)
+
+    @property
+    def storage_start(self) -> int | None:
+        """Holding register of model 124's first point (None before connect)."""
+        return self.base
+
+
+def open_driver(inverter: str | Path, host: str, port: int = 502, **options: object) -> MapDriver:
+    """The driver for ``inverter``: ``"sunspec"`` (model 124), a built-in map name (``"huawei_sun2000"``, see
+    :func:`dwars.runtime.regmap.builtin_maps`) or the path of a map file. ``options`` go to :class:`MapDriver`
+    (device_id, timeout_s, retries, clock)."""
+    if str(inverter) in ("sunspec", "sunspec_124"):
+        return SunSpecDriver(host, port, **options)  # type: ignore[arg-type]
+    return MapDriver(inverter, host, port, **options)  # type: ignore[arg-type]

@@ -137,6 +137,7 @@ class ControlLoop:
     failures : intervals without a decision or whose command the inverter did not take, in all.
     safe_mode : True while in safe mode (see the module text).
     last : the last (State, Decision applied) pair, None before the first decision.
+    last_forecasts, last_interventions : what that decision saw, and the shield's interventions in it.
     """
 
     def __init__(self, home: Home, controller: Controller, driver: SunSpecDriver, inputs: Any, minutes: int,
@@ -155,6 +156,8 @@ class ControlLoop:
         self.failures_in_a_row = 0
         self.safe_mode = False
         self.last: tuple[State, Decision] | None = None
+        self.last_forecasts: Forecasts | None = None
+        self.last_interventions: list[Any] = []
         self._warned: set[str] = set()
 
     async def decide(self, when: pd.Timestamp, early: str | None = None) -> Decision:
@@ -187,9 +190,13 @@ class ControlLoop:
             await self._failed(str(err))
         else:
             self._succeeded()
+            if applied.curtail_pv and not getattr(self.driver, "can_curtail_pv", False):
+                self._warn_once("curtail", f"{pd.Timestamp(when).isoformat()}: the plan curtails PV (a negative price) "
+                                "but this inverter's register map has no way to limit PV: the surplus is exported "
+                                "and costs money at negative prices")
         if early:
             applied = dataclasses.replace(applied, reason=f"{applied.reason} (decided again: {early})")
-        self.last = (state, applied)
+        self.last, self.last_forecasts, self.last_interventions = (state, applied), forecasts, list(notes)
         self._record(state.time, state.soc_pct, proposed, applied, list(notes), inputs_digest(state, forecasts))
         return applied
 

@@ -1,12 +1,22 @@
-"""A simulated hybrid inverter with a battery: a real Modbus TCP server exposing the SunSpec map (models 1, 124).
+"""Simulated hybrid inverters with a battery: real Modbus TCP servers that expose a register map.
 
-The runtime talks to it exactly as to a real inverter (``make run``, the end-to-end tests). Its battery follows
-the simulator's physics (:func:`dwars.env.dispatch.simulate_interval`, no second copy): :meth:`advance` plays
-one interval with the actual PV and load and whatever the model-124 points command, decoded by
-:func:`dwars.runtime.sunspec.decision_from`. The points fall back to self-consumption when no write came within
-InOutWRte_RvrtTms (simulated seconds, from :meth:`advance`'s clock). Only the points in
-:data:`dwars.runtime.sunspec.WRITABLE` accept writes; others answer ILLEGAL_ADDRESS, out-of-range values
-ILLEGAL_VALUE.
+The runtime talks to them exactly as to a real inverter (``make run``, the end-to-end tests). Every simulated device
+is a :class:`SimulatedBattery`: its battery follows the simulator's physics (:func:`dwars.env.dispatch.
+simulate_interval`, no second copy), and :meth:`SimulatedBattery.advance` plays one interval with the actual PV
+and load in whatever mode the registers command, on a clock that runs as fast as it is advanced. What differs per
+device is only how its registers are laid out and read as a command:
+
+- :class:`SimulatedInverter`: the SunSpec map (models 1, 124). The model-124 points are decoded by
+  :func:`dwars.runtime.sunspec.decision_from` and fall back to self-consumption when no write came within
+  InOutWRte_RvrtTms (simulated seconds). Only the points in :data:`dwars.runtime.sunspec.WRITABLE` accept writes;
+  others answer ILLEGAL_ADDRESS, rates beyond 100 % ILLEGAL_VALUE.
+- :class:`SimulatedHuaweiInverter`: the registers of ``maps/huawei_sun2000.toml``, read as a Huawei SUN2000 reads
+  its forcible charge/discharge: writing 47100 (``forcible_command``) starts a forcible charge (1) or discharge
+  (2) with the power and period that are in the registers at that moment, or stops it (0); the inverter stops by
+  itself when the period has run out (47100 reads 0 again) and returns to its working mode, maximise
+  self-consumption. A power written without 47100 changes nothing until the next trigger (what the driver's
+  ``commit`` is for). Writes outside the map's writable registers answer ILLEGAL_ADDRESS, values outside their
+  ``min``..``max`` ILLEGAL_VALUE.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from dwars.env.battery import Battery
 from dwars.env.dispatch import IntervalResult, simulate_interval
 from dwars.env.modes import Decision, Mode
+from dwars.runtime.regmap import Register, RegisterMap, load_map
 from dwars.runtime.sunspec import (
     COMMON_LENGTH,
     MODEL_COMMON,
@@ -64,14 +75,16 @@ def sunspec_registers(max_charge_w: int, soc_pct: float, reserve_pct: float) -> 
 
 
 @dataclass
-class SimulatedInverter:
-    """Battery + SunSpec registers behind a Modbus TCP server on ``host``:``port`` (0 picks a free port).
+class SimulatedBattery:
+    """Battery physics behind a Modbus TCP server on ``host``:``port`` (0 picks a free port); a device subclass says
+    how its registers look and what they command.
 
     Parameters
     ----------
     battery : the battery's physics (limits, efficiency, reserve).
     energy_kwh : its energy at the start.
     grid_limit_kw : the connection limit.
+    now : the simulated clock (UTC), moved by :meth:`advance`.
     """
 
     battery: Battery
@@ -80,11 +93,16 @@ class SimulatedInverter:
     host: str = "127.0.0.1"
     port: int = 0
     now: pd.Timestamp = field(default_factory=lambda: pd.Timestamp("2024-01-01", tz="UTC"))
-    writes: int = 0
-    _registers: list[int] | None = field(default=None, repr=False)
-    _last_write: pd.Timestamp | None = field(default=None, repr=False)
+    writes: int = 0  # accepted write requests
+    battery_w: float = 0.0  # mean battery power of the last interval, W (charge positive)
+    _registers: list[int] | None = field(default=None, repr=False)  # the server's live registers, once it answered
     _server: Any = field(default=None, repr=False)
     _task: asyncio.Task[Any] | None = field(default=None, repr=False)
+
+    @property
+    def unit_id(self) -> int:
+        """The Modbus unit id the server answers."""
+        return 1
 
     @property
     def max_charge_w(self) -> int:
@@ -94,42 +112,47 @@ class SimulatedInverter:
     def soc_pct(self) -> float:
         return 100.0 * self.energy_kwh / self.battery.capacity_kwh
 
-    def point(self, name: str) -> int:
-        """A model-124 point's raw word (signed for the rates)."""
-        if self._registers is None:
-            raise RuntimeError("the server has not answered a request yet")
-        value = self._registers[STORAGE_START - SUNSPEC_BASE + STORAGE_POINTS[name]]
-        return int16(value) if name in ("OutWRte", "InWRte") else value
+    @property
+    def reserve_pct(self) -> float:
+        return 100.0 * self.battery.reserve_kwh / self.battery.capacity_kwh
 
     def commanded(self) -> Decision:
-        """What the points command now (self-consumption once the revert time has passed without a write)."""
-        if self._registers is None or self._reverted():
-            return Decision(Mode.MSC)
-        scale = 10.0 ** RATE_SF
-        return decision_from(self.point("StorCtl_Mod"), self.point("OutWRte") * scale,
-                             self.point("InWRte") * scale, self.max_charge_w)
+        """What the registers command now (self-consumption once a command's time has run out)."""
+        raise NotImplementedError
 
-    def _reverted(self) -> bool:
-        revert_s = self.point("InOutWRte_RvrtTms")
-        return bool(revert_s and self._last_write is not None
-                    and (self.now - self._last_write).total_seconds() > revert_s)
+    def _expire(self) -> None:
+        """Drop a command whose time has run out, in the registers, as the device does."""
+        raise NotImplementedError
+
+    def _publish_state(self) -> None:
+        """Put the battery's state (SoC, power) into the registers."""
+        raise NotImplementedError
+
+    def _simdata(self) -> list[SimData]:
+        """The register blocks the server starts with."""
+        raise NotImplementedError
+
+    def _refuse(self, address: int, values: list[int]) -> ExcCodes | None:
+        """Why a write is refused (None: accepted)."""
+        raise NotImplementedError
+
+    def _accepted(self, address: int, values: list[int]) -> None:
+        """Bookkeeping for an accepted write (called before the values land in the registers)."""
+        raise NotImplementedError
 
     def advance(self, minutes: int, pv_kw: float, load_kw: float, import_price: float = 0.0,
                 export_price: float = 0.0) -> IntervalResult:
-        """Play one interval of ``minutes`` with the actual PV and load under the current points."""
+        """Play one interval of ``minutes`` with the actual PV and load under the current command."""
         decision = self.commanded()
         r = simulate_interval(self.energy_kwh, int(decision.mode), decision.power_kw, pv_kw, load_kw, import_price,
                               export_price, minutes / 60.0, self.battery, self.grid_limit_kw)
         self.energy_kwh = float(r.energy_kwh)
+        self.battery_w = 1000.0 * float(r.charge_kw - r.discharge_kw)
         self.now = self.now + pd.Timedelta(minutes=minutes)
-        if self._registers is not None and self._reverted():  # the limits are dropped, as a real inverter does
-            self._registers[STORAGE_START - SUNSPEC_BASE + STORAGE_POINTS["StorCtl_Mod"]] = 0
+        if self._registers is not None:
+            self._expire()
         self._publish_state()
         return r
-
-    def _publish_state(self) -> None:
-        if self._registers is not None:
-            self._registers[STORAGE_START - SUNSPEC_BASE + STORAGE_POINTS["ChaState"]] = round(self.soc_pct * 10)
 
     async def _action(self, function_code: int, start_address: int, address: int, count: int,
                       registers: list[int], values: list[int] | list[bool] | None) -> ExcCodes | None:
@@ -137,23 +160,17 @@ class SimulatedInverter:
         if values is None:
             self._publish_state()
             return None
-        allowed = {STORAGE_START + STORAGE_POINTS[name]: name for name in WRITABLE}
-        for k, value in enumerate(values):
-            name = allowed.get(address + k)
-            if name is None:
-                return ExcCodes.ILLEGAL_ADDRESS
-            if name in ("OutWRte", "InWRte") and abs(int16(int(value))) > 100 * 10 ** -RATE_SF:
-                return ExcCodes.ILLEGAL_VALUE
+        words = [int(v) for v in values]
+        refused = self._refuse(address, words)
+        if refused is not None:
+            return refused
         self.writes += 1
-        self._last_write = self.now
+        self._accepted(address, words)
         return None
 
     async def start(self) -> int:
         """Serve on ``host``; returns the port."""
-        device = SimDevice(1, [SimData(SUNSPEC_BASE, values=sunspec_registers(self.max_charge_w, self.soc_pct,
-                                                                          100 * self.battery.reserve_kwh
-                                                                          / self.battery.capacity_kwh),
-                                       datatype=DataType.REGISTERS)], action=self._action)
+        device = SimDevice(self.unit_id, self._simdata(), action=self._action)
         port = self.port or _free_port(self.host)
         self._server = ModbusTcpServer(device, address=(self.host, port))
         self._task = asyncio.create_task(self._server.serve_forever())
@@ -169,6 +186,178 @@ class SimulatedInverter:
             await self._server.shutdown()
         if self._task is not None:
             self._task.cancel()
+
+
+@dataclass
+class SimulatedInverter(SimulatedBattery):
+    """Battery + SunSpec registers (models 1, 124) behind a Modbus TCP server (see the module text)."""
+
+    _last_write: pd.Timestamp | None = field(default=None, repr=False)
+
+    def point(self, name: str) -> int:
+        """A model-124 point's raw word (signed for the rates)."""
+        if self._registers is None:
+            raise RuntimeError("the server has not answered a request yet")
+        value = self._registers[STORAGE_START - SUNSPEC_BASE + STORAGE_POINTS[name]]
+        return int16(value) if name in ("OutWRte", "InWRte") else value
+
+    def commanded(self) -> Decision:
+        if self._registers is None or self._reverted():
+            return Decision(Mode.MSC)
+        scale = 10.0 ** RATE_SF
+        return decision_from(self.point("StorCtl_Mod"), self.point("OutWRte") * scale,
+                             self.point("InWRte") * scale, self.max_charge_w)
+
+    def _reverted(self) -> bool:
+        revert_s = self.point("InOutWRte_RvrtTms")
+        return bool(revert_s and self._last_write is not None
+                    and (self.now - self._last_write).total_seconds() > revert_s)
+
+    def _expire(self) -> None:
+        if self._reverted():  # the limits are dropped, as a real inverter does
+            self._set("StorCtl_Mod", 0)
+
+    def _set(self, name: str, value: int) -> None:
+        assert self._registers is not None
+        self._registers[STORAGE_START - SUNSPEC_BASE + STORAGE_POINTS[name]] = value
+
+    def _publish_state(self) -> None:
+        if self._registers is not None:
+            self._set("ChaState", round(self.soc_pct * 10))
+
+    def _simdata(self) -> list[SimData]:
+        return [SimData(SUNSPEC_BASE, values=sunspec_registers(self.max_charge_w, self.soc_pct, self.reserve_pct),
+                        datatype=DataType.REGISTERS)]
+
+    def _refuse(self, address: int, values: list[int]) -> ExcCodes | None:
+        allowed = {STORAGE_START + STORAGE_POINTS[name]: name for name in WRITABLE}
+        for k, value in enumerate(values):
+            name = allowed.get(address + k)
+            if name is None:
+                return ExcCodes.ILLEGAL_ADDRESS
+            if name in ("OutWRte", "InWRte") and abs(int16(value)) > 100 * 10 ** -RATE_SF:
+                return ExcCodes.ILLEGAL_VALUE
+        return None
+
+    def _accepted(self, address: int, values: list[int]) -> None:
+        self._last_write = self.now
+
+
+@dataclass(frozen=True)
+class _Forcible:
+    """A running Huawei forcible charge/discharge, as latched by a write of 47100."""
+
+    command: int  # 1 charge, 2 discharge
+    power_w: float
+    period_min: float
+    by_duration: bool
+    started: pd.Timestamp
+
+
+@dataclass
+class SimulatedHuaweiInverter(SimulatedBattery):
+    """Battery + the registers of a Huawei SUN2000/LUNA2000 map behind a Modbus TCP server (see the module text).
+
+    Parameters
+    ----------
+    regmap : the map whose registers the device exposes (default ``huawei_sun2000``); the simulation reads them by
+        that map's register names.
+    working_mode : 47086 (2 = maximise self-consumption; anything else fails the driver's check at connect).
+    """
+
+    regmap: RegisterMap = field(default_factory=lambda: load_map("huawei_sun2000"))
+    working_mode: int = 2
+    _forcible: _Forcible | None = field(default=None, repr=False)
+    _start_address: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_address = {r.address: r for r in self.regmap.registers.values()}
+        self._start_address = min(self._by_address)
+
+    @property
+    def unit_id(self) -> int:
+        return self.regmap.unit_id
+
+    def value(self, name: str) -> float:
+        """A register's value in its unit (after the server has answered once)."""
+        if self._registers is None:
+            raise RuntimeError("the server has not answered a request yet")
+        reg = self.regmap.registers[name]
+        offset = reg.address - self._start_address
+        return reg.decode(self._registers[offset: offset + reg.words])
+
+    def _put(self, name: str, value: float) -> None:
+        reg = self.regmap.registers.get(name)
+        if self._registers is not None and reg is not None:
+            offset = reg.address - self._start_address
+            self._registers[offset: offset + reg.words] = reg.encode(value)
+
+    def commanded(self) -> Decision:
+        f = self._forcible
+        if f is None or self._ran_out(f) or not f.by_duration:  # the SoC-target variant is not simulated
+            return Decision(Mode.MSC)
+        if f.power_w <= 0:
+            return Decision(Mode.HOLD)
+        return Decision(Mode.IMPORT if f.command == 1 else Mode.EXPORT, f.power_w / 1000.0)
+
+    def _ran_out(self, f: _Forcible) -> bool:
+        return (self.now - f.started).total_seconds() > f.period_min * 60
+
+    def _expire(self) -> None:
+        if self._forcible is not None and self._ran_out(self._forcible):
+            self._forcible = None
+            self._put("forcible_command", 0)
+
+    def _initial(self) -> dict[str, float]:
+        return {"max_charge_power": self.max_charge_w,
+                "max_discharge_power": round(self.battery.max_discharge_kw * 1000),
+                "rated_capacity": round(self.battery.capacity_kwh * 1000), "soc": round(self.soc_pct, 1),
+                "backup_soc": round(self.reserve_pct, 1), "working_mode": self.working_mode}
+
+    def _publish_state(self) -> None:
+        self._put("soc", round(self.soc_pct, 1))
+        self._put("battery_power", round(self.battery_w))
+
+    def _simdata(self) -> list[SimData]:
+        initial = self._initial()
+        return [SimData(r.address, values=r.encode(initial.get(name, 0.0)), datatype=DataType.REGISTERS)
+                for name, r in self.regmap.registers.items()]
+
+    def _written(self, address: int, values: list[int]) -> dict[str, float] | ExcCodes:
+        """The registers a write request sets, with their values; or why the device refuses it."""
+        out: dict[str, float] = {}
+        k = 0
+        while k < len(values):
+            reg: Register | None = self._by_address.get(address + k)
+            if reg is None or not reg.writable or k + reg.words > len(values):
+                return ExcCodes.ILLEGAL_ADDRESS
+            value = reg.decode(values[k: k + reg.words])
+            if not (reg.minimum is not None and reg.maximum is not None and reg.minimum <= value <= reg.maximum):
+                return ExcCodes.ILLEGAL_VALUE
+            out[reg.name] = value
+            k += reg.words
+        return out
+
+    def _refuse(self, address: int, values: list[int]) -> ExcCodes | None:
+        written = self._written(address, values)
+        return written if isinstance(written, ExcCodes) else None
+
+    def _accepted(self, address: int, values: list[int]) -> None:
+        written = self._written(address, values)
+        assert isinstance(written, dict)
+        if "forcible_command" not in written:
+            return  # parameters only: they take effect at the next trigger
+
+        def now_value(name: str) -> float:
+            return written[name] if name in written else self.value(name)
+
+        command = int(written["forcible_command"])
+        if command == 0:
+            self._forcible = None
+            return
+        power = now_value("forcible_charge_power" if command == 1 else "forcible_discharge_power")
+        self._forcible = _Forcible(command, power, now_value("forcible_period"),
+                                   now_value("forcible_target") == 0, self.now)
 
 
 def _free_port(host: str) -> int:

@@ -8,7 +8,8 @@ the clock, interval by interval with that interval's actual PV, load and prices 
 points are set at that moment. ``dwars sim-inverter`` runs it as a separate process, so that ``dwars run`` can
 be stopped, killed and restarted against it (the fault tests; trying dwars out without hardware).
 
-Every interval end goes to a trace (JSON Lines: time, energy, state of charge, the mode carried out, cost), the
+Every interval end goes to a trace (JSON Lines: time, energy, state of charge, the mode carried out, cost with
+and without wear), the
 inverter's own account of what happened, to check the goals against.
 """
 
@@ -44,8 +45,8 @@ class Actuals:
 
     def at(self, when: pd.Timestamp) -> int:
         """Index of the interval that contains ``when`` (ValueError outside the scenario)."""
-        i = int(self.index.searchsorted(when, side="right")) - 1
-        if i < 0 or when >= self.index[-1] + pd.Timedelta(minutes=self.minutes):
+        i = int((when - self.index[0]) // pd.Timedelta(minutes=self.minutes))  # a scenario's index is regular (UTC)
+        if not 0 <= i < len(self.index):
             raise ValueError(f"{when.isoformat()} is outside the scenario ({self.index[0].isoformat()} to "
                              f"{(self.index[-1] + pd.Timedelta(minutes=self.minutes)).isoformat()})")
         return i
@@ -65,7 +66,7 @@ async def serve_on_clock(inverter: Any, actuals: Actuals, clock: Clock, until: p
 
 async def _play(inverter: Any, actuals: Actuals, clock: Clock, until: pd.Timestamp, trace: Any,
                 step_real_s: float) -> float:
-    cost_eur, interval_cost = 0.0, 0.0
+    cost_eur, interval_cost, interval_energy_cost = 0.0, 0.0, 0.0
     while inverter.now < until:
         await asyncio.sleep(step_real_s)
         now = min(clock.now(), until)
@@ -79,12 +80,14 @@ async def _play(inverter: Any, actuals: Actuals, clock: Clock, until: pd.Timesta
                                  actuals.export_price_eur_per_kwh[i])
             inverter.now = piece_end  # exact, whatever the rounding of the piece's length
             interval_cost += float(r.energy_cost_eur + r.wear_eur)
+            interval_energy_cost += float(r.energy_cost_eur)
             if piece_end == boundary:
                 cost_eur += interval_cost
                 if trace is not None:
                     trace.write(json.dumps({"time": boundary.isoformat(), "energy_kwh": inverter.energy_kwh,
                                             "soc_pct": inverter.soc_pct, "mode": mode.name.lower(),
-                                            "cost_eur": interval_cost}) + "\n")
+                                            "cost_eur": interval_cost, "energy_cost_eur": interval_energy_cost})
+                                + "\n")
                     trace.flush()
-                interval_cost = 0.0
+                interval_cost, interval_energy_cost = 0.0, 0.0
     return cost_eur + interval_cost

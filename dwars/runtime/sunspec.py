@@ -29,13 +29,19 @@ model 124. So the four modes are:
 - Export p: OutWRte = p, InWRte = -p, the window [-p, -p].
 
 InOutWRte_RvrtTms is always written: if dwars stops writing, the inverter falls back to its own self-consumption.
+
+What is written for each mode lives in one place, the register map ``maps/sunspec_124.toml`` that
+:class:`~dwars.runtime.driver.SunSpecDriver` drives; :func:`setpoint_for` is a view of it, and
+:func:`decision_from` is its inverse (the simulated inverter's reading of the points).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from dwars.env.modes import Decision, Mode
+from dwars.runtime.regmap import RegisterMap, load_map
 
 SUNSPEC_BASE = 40000  # holding register of the "SunS" marker
 SUNS_MARKER = (0x5375, 0x6E53)  # "SunS"
@@ -84,28 +90,24 @@ class StorageSetpoint:
                 "InWRte": word(round(self.in_rate_pct * scale)), "InOutWRte_RvrtTms": self.revert_s}
 
 
+@cache
+def storage_map() -> RegisterMap:
+    """The shipped model-124 map (``maps/sunspec_124.toml``)."""
+    return load_map("sunspec_124")
+
+
 def setpoint_for(decision: Decision, max_charge_w: float, revert_s: int) -> StorageSetpoint:
-    """The model-124 setpoint that carries out ``decision`` (see the module text).
+    """The model-124 setpoint that carries out ``decision``: the map's writes for its mode (see the module text).
 
     Raises
     ------
     ValueError
-        for a power above WChaMax, a non-positive WChaMax or a revert time outside 1..65535 s.
+        (:class:`~dwars.runtime.regmap.CommandError`) for a power above WChaMax, a non-positive WChaMax or a
+        revert time outside 1..65535 s.
     """
-    if not max_charge_w > 0:
-        raise ValueError(f"WChaMax = {max_charge_w} W: must be > 0")
-    if not 1 <= revert_s <= 0xFFFF:
-        raise ValueError(f"revert_s = {revert_s}: must be 1..65535 s (0 would never fall back)")
-    pct = 100.0 * decision.power_kw * 1000.0 / max_charge_w
-    if decision.mode in (Mode.IMPORT, Mode.EXPORT) and pct > 100.0 + 1e-9:
-        raise ValueError(f"power_kw = {decision.power_kw}: above WChaMax ({max_charge_w / 1000:.2f} kW)")
-    if decision.mode == Mode.MSC:
-        return StorageSetpoint(0, 100.0, 100.0, revert_s)
-    if decision.mode == Mode.HOLD:
-        return StorageSetpoint(CHARGE | DISCHARGE, 0.0, 0.0, revert_s)
-    if decision.mode == Mode.IMPORT:
-        return StorageSetpoint(CHARGE | DISCHARGE, -pct, pct, revert_s)
-    return StorageSetpoint(CHARGE | DISCHARGE, pct, -pct, revert_s)
+    values = storage_map().command(decision, revert_s, max_charge_w)
+    return StorageSetpoint(int(values["StorCtl_Mod"]), values["OutWRte"], values["InWRte"],
+                           int(values["InOutWRte_RvrtTms"]))
 
 
 def decision_from(storctl_mod: int, out_rate_pct: float, in_rate_pct: float, max_charge_w: float) -> Decision:

@@ -1,0 +1,554 @@
+"""Inverter register maps as data: a TOML file says which registers a device has and what to write for each battery
+mode, so a new inverter model is a file, not code.
+
+A map file (the shipped ones are in ``dwars/runtime/maps/``, documented in its README)::
+
+    [device]
+    name = "Huawei SUN2000 + LUNA2000"
+    unit_id = 1                     # Modbus unit (slave) id, 0..255
+    word_order = "big"              # 32-bit registers: "big" = high word first (default), "little"
+    max_read_gap = 0                # unused registers a single read may span (0: only adjacent ones)
+    sunspec_model = 124             # optional: addresses are offsets into this SunSpec model, found at connect
+    commit = ["forcible_command"]   # optional: written last, and again whenever another register of a mode was
+
+    [[device.check]]                # optional, any number: what connect() verifies before anything is written
+    register = "working_mode"
+    one_of = [2]
+    hint = "set the battery working mode to Maximise self-consumption"
+
+    [registers]                     # name = {address, type, unit, access, scale | scale_factor, min, max, word_order}
+    soc = { address = 37760, type = "uint16", scale = 0.1, unit = "%", access = "r" }
+    forcible_command = { address = 47100, type = "uint16", access = "rw", min = 0, max = 2 }
+
+    [reading]                       # which registers give the battery's state (values in the register's unit)
+    soc_pct = "soc"
+    max_charge_w = "max_charge_power"
+    reserve_pct = "backup_soc"
+
+    [modes.import]                  # msc, hold, import, export: register = constant or expression, written in order
+    forcible_charge_power = "power_w"
+    forcible_period = "ceil(revert_s / 60)"
+    forcible_command = 1
+
+Types are ``uint16``, ``int16``, ``uint32``, ``int32``. A register's value in its unit is ``raw x scale`` or, with
+``scale_factor`` (the SunSpec way), ``raw x 10^sf`` where sf is the int16 value of the named register. ``min``/``max``
+bound what dwars may write (in the register's unit). Only ``rw`` registers that a mode writes are ever written: that
+set is the allow-list.
+
+Expressions are a tiny arithmetic language, parsed into a checked tree and evaluated without ``eval``: numbers, the
+variables ``power_w`` (the commanded AC power in W, 0 for MSC and Hold), ``revert_s`` (the revert time in s) and
+``max_charge_w`` (from the reading), ``+ - * /``, parentheses, and the functions ``min max ceil floor round abs``.
+
+Loading checks everything and reports every problem at once, each naming the file, the key and the value::
+
+    huawei_sun2000.toml: registers.soc.type = "uint8": must be one of uint16, int16, uint32, int32
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import itertools
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from dwars.env.modes import Decision, Mode
+from dwars.errors import DwarsError
+
+#: Register types: (words, signed).
+TYPES: dict[str, tuple[int, bool]] = {"uint16": (1, False), "int16": (1, True), "uint32": (2, False),
+                                      "int32": (2, True)}
+#: What an expression may refer to.
+VARIABLES = ("power_w", "revert_s", "max_charge_w")
+FUNCTIONS: dict[str, Callable[..., float]] = {"min": min, "max": max, "ceil": math.ceil, "floor": math.floor,
+                                              "round": round, "abs": abs}
+MODE_KEYS: dict[str, Mode] = {"msc": Mode.MSC, "hold": Mode.HOLD, "import": Mode.IMPORT, "export": Mode.EXPORT}
+READING_KEYS = ("soc_pct", "max_charge_w", "reserve_pct")
+MAX_READ_WORDS = 120  # Modbus allows 125 per read; some loggers fewer
+_MAX_EXPRESSION_CHARS = 200
+
+
+class MapError(DwarsError, ValueError):
+    """A register map file is invalid; ``problems`` lists each problem (file: key = value: what is allowed)."""
+
+    def __init__(self, problems: list[str], source: str) -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__("\n".join(f"{source}: {p}" for p in self.problems))
+
+
+class CommandError(DwarsError, ValueError):
+    """A command the map does not allow: a value outside a register's range, or a power above the maximum."""
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A checked arithmetic expression over :data:`VARIABLES` (see the module text); a constant is one too."""
+
+    text: str
+    tree: ast.expr
+
+    @classmethod
+    def parse(cls, value: Any) -> Expression:
+        """An expression from a TOML value (a number or a string); ValueError says what is wrong."""
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError("must be a number or an expression in quotes")
+        text = repr(value) if not isinstance(value, str) else value.strip()
+        if len(text) > _MAX_EXPRESSION_CHARS:
+            raise ValueError(f"longer than {_MAX_EXPRESSION_CHARS} characters")
+        try:
+            tree = ast.parse(text, mode="eval").body
+        except SyntaxError:
+            raise ValueError("is not an expression (numbers, power_w, revert_s, max_charge_w, + - * / and "
+                             f"{', '.join(FUNCTIONS)})") from None
+        _check(tree)
+        return cls(text, tree)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name) and n.id in VARIABLES)
+
+    def __call__(self, variables: Mapping[str, float]) -> float:
+        """The value for these variables (ValueError for a division by zero or a missing variable)."""
+        return float(_evaluate(self.tree, variables, self.text))
+
+
+def _check(node: ast.expr) -> None:
+    """Refuse every node but numbers, known variables, + - * /, unary +/- and calls of the known functions."""
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, bool) or not isinstance(node.value, int | float):
+            raise ValueError(f"{node.value!r} is not a number")
+    elif isinstance(node, ast.Name):
+        if node.id not in VARIABLES:
+            raise ValueError(f"unknown name {node.id!r}; known: {', '.join(VARIABLES)}")
+    elif isinstance(node, ast.BinOp):
+        if not isinstance(node.op, ast.Add | ast.Sub | ast.Mult | ast.Div):
+            raise ValueError("only + - * / are allowed")
+        _check(node.left)
+        _check(node.right)
+    elif isinstance(node, ast.UnaryOp):
+        if not isinstance(node.op, ast.UAdd | ast.USub):
+            raise ValueError("only unary + and - are allowed")
+        _check(node.operand)
+    elif isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords or not node.args:
+            raise ValueError(f"only calls of {', '.join(FUNCTIONS)} with plain arguments are allowed")
+        for arg in node.args:
+            _check(arg)
+    else:
+        raise ValueError(f"{type(node).__name__} is not allowed")
+
+
+def _evaluate(node: ast.expr, variables: Mapping[str, float], text: str) -> float:
+    if isinstance(node, ast.Constant):
+        return float(node.value)
+    if isinstance(node, ast.Name):
+        if node.id not in variables:
+            raise ValueError(f"{text}: {node.id} is not known here")
+        return float(variables[node.id])
+    if isinstance(node, ast.UnaryOp):
+        value = _evaluate(node.operand, variables, text)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp):
+        left, right = _evaluate(node.left, variables, text), _evaluate(node.right, variables, text)
+        if isinstance(node.op, ast.Add):
+            return left + right
+        if isinstance(node.op, ast.Sub):
+            return left - right
+        if isinstance(node.op, ast.Mult):
+            return left * right
+        if right == 0:
+            raise ValueError(f"{text}: division by zero")
+        return left / right
+    assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)  # _check allowed nothing else
+    return float(FUNCTIONS[node.func.id](*(_evaluate(a, variables, text) for a in node.args)))
+
+
+@dataclass(frozen=True)
+class Register:
+    """One register of a map: where it is, how its words become a value in ``unit``, and what dwars may write.
+
+    Attributes
+    ----------
+    address : holding register (for a SunSpec map: offset from the model's first data register).
+    type : one of :data:`TYPES`.
+    scale : value = raw x scale (x 10^sf with ``scale_factor``).
+    scale_factor : name of the int16 register holding the power-of-ten exponent sf, or None.
+    minimum, maximum : what dwars may write, in ``unit`` (writable registers only).
+    """
+
+    name: str
+    address: int
+    type: str = "uint16"
+    unit: str = ""
+    access: str = "r"
+    scale: float = 1.0
+    scale_factor: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    word_order: str = "big"
+
+    @property
+    def words(self) -> int:
+        return TYPES[self.type][0]
+
+    @property
+    def writable(self) -> bool:
+        return self.access == "rw"
+
+    def step(self, sf: int = 0) -> float:
+        """The value of one raw count, in ``unit``."""
+        return self.scale * 10.0 ** sf
+
+    def decode(self, words: list[int], sf: int = 0) -> float:
+        """The value (in ``unit``) of this register's words."""
+        return self.raw(words) * self.step(sf)
+
+    def raw(self, words: list[int]) -> int:
+        """The register's integer (signed for int types)."""
+        if len(words) != self.words:
+            raise ValueError(f"{self.name}: {len(words)} word(s), expected {self.words}")
+        ordered = list(words) if self.word_order == "big" else list(reversed(words))
+        value = 0
+        for w in ordered:
+            value = value << 16 | (int(w) & 0xFFFF)
+        bits = 16 * self.words
+        if TYPES[self.type][1] and value >= 1 << (bits - 1):
+            value -= 1 << bits
+        return value
+
+    def encode(self, value: float, sf: int = 0) -> list[int]:
+        """The words that carry ``value`` (in ``unit``); :class:`CommandError` when it does not fit the type."""
+        raw = round(value / self.scale * 10.0 ** -sf)
+        bits = 16 * self.words
+        low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if TYPES[self.type][1] else (0, (1 << bits) - 1)
+        if not low <= raw <= high:
+            raise CommandError(f"{self.name} = {value:g} {self.unit}".rstrip() + f": does not fit {self.type}")
+        raw &= (1 << bits) - 1
+        words = [(raw >> (16 * k)) & 0xFFFF for k in reversed(range(self.words))]
+        return words if self.word_order == "big" else list(reversed(words))
+
+    def check_range(self, value: float) -> None:
+        """:class:`CommandError` unless ``minimum <= value <= maximum``."""
+        tolerance = 1e-9 * max(1.0, abs(value))
+        if ((self.minimum is not None and value < self.minimum - tolerance)
+                or (self.maximum is not None and value > self.maximum + tolerance)):
+            unit = f" {self.unit}" if self.unit else ""
+            raise CommandError(f"{self.name} = {value:g}{unit}: must be {self.minimum:g}..{self.maximum:g}{unit}")
+
+
+@dataclass(frozen=True)
+class Check:
+    """A register whose value (in its unit) must be one of ``one_of`` before dwars takes control."""
+
+    register: str
+    one_of: tuple[float, ...]
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    """A loaded, validated map (see the module text). Build one with :func:`load_map`.
+
+    Attributes
+    ----------
+    source : the file name, for messages.
+    modes : per mode, (register, expression) in the order they are written.
+    reading : ``soc_pct``, ``max_charge_w``, ``reserve_pct`` -> register name.
+    """
+
+    source: str
+    name: str
+    unit_id: int
+    registers: Mapping[str, Register]
+    modes: Mapping[Mode, tuple[tuple[str, Expression], ...]]
+    reading: Mapping[str, str]
+    checks: tuple[Check, ...] = ()
+    sunspec_model: int | None = None
+    max_read_gap: int = 0
+    commit: tuple[str, ...] = ()
+
+    @property
+    def writable(self) -> frozenset[str]:
+        """The allow-list: every register some mode writes (each one ``rw``, checked on load)."""
+        return frozenset(name for writes in self.modes.values() for name, _ in writes)
+
+    def command(self, decision: Decision, revert_s: float, max_charge_w: float) -> dict[str, float]:
+        """The values (in each register's unit, in write order) that carry out ``decision``, range-checked.
+
+        Raises
+        ------
+        CommandError
+            for a non-positive max charge power, an Import/Export power above it, or a value outside a register's
+            ``min``..``max`` (nothing has been written then).
+        """
+        if not max_charge_w > 0:
+            raise CommandError(f"{self.reading['max_charge_w']} = {max_charge_w:g} W: must be > 0")
+        power_w = decision.power_kw * 1000.0 if decision.mode in (Mode.IMPORT, Mode.EXPORT) else 0.0
+        if not 0.0 <= power_w <= max_charge_w * (1 + 1e-9):
+            raise CommandError(f"power_kw = {decision.power_kw}: above {self.reading['max_charge_w']} "
+                               f"({max_charge_w / 1000:.2f} kW)" if power_w > 0 else
+                               f"power_kw = {decision.power_kw}: must be >= 0")
+        variables = {"power_w": power_w, "revert_s": float(revert_s), "max_charge_w": float(max_charge_w)}
+        values: dict[str, float] = {}
+        for name, expression in self.modes[decision.mode]:
+            try:
+                value = expression(variables)
+            except ValueError as err:
+                raise CommandError(f"{self.source}: modes.{decision.mode.name.lower()}.{name}: {err}") from None
+            self.registers[name].check_range(value)
+            values[name] = value
+        return values
+
+
+def builtin_maps() -> list[str]:
+    """Names of the maps shipped in ``dwars/runtime/maps/`` (without ``.toml``)."""
+    folder = resources.files("dwars.runtime") / "maps"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_map(name_or_path: str | Path) -> RegisterMap:
+    """A map by built-in name (``"huawei_sun2000"``) or from a TOML file; :class:`MapError` lists every problem."""
+    path = Path(name_or_path)
+    if not path.suffix and path.name == str(name_or_path):  # a bare name: a shipped map
+        if path.name not in builtin_maps():
+            raise MapError([f"no built-in map {path.name!r}; built in: {', '.join(builtin_maps())}, "
+                            "or give the path of a .toml file"], str(name_or_path))
+        text = (resources.files("dwars.runtime") / "maps" / f"{path.name}.toml").read_text(encoding="utf-8")
+        return parse_map(text, f"{path.name}.toml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise MapError([f"cannot read the map: {err.strerror}"], str(path)) from None
+    return parse_map(text, path.name)
+
+
+def parse_map(text: str, source: str = "map") -> RegisterMap:
+    """A map from TOML text (see the module text); :class:`MapError` lists every problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise MapError([f"not valid TOML: {err}"], source) from None
+    return _Parser(source).parse(raw)
+
+
+def _show(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+class _Parser:
+    """Collects every problem of one file instead of stopping at the first."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def bad(self, key: str, value: Any, why: str) -> None:
+        self.problems.append(f"{key} = {_show(value)}: {why}")
+
+    def unknown(self, table: Mapping[str, Any], prefix: str, allowed: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, list(allowed), n=1)
+                extra = f"; did you mean {hint[0]}?" if hint else f"; known keys: {', '.join(allowed)}"
+                self.problems.append(f"{prefix}{key}: unknown key{extra}")
+
+    def table(self, raw: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
+        value = raw.get(key, {})
+        if not isinstance(value, Mapping):
+            self.bad(prefix + key, value, "must be a table")
+            return {}
+        return value
+
+    def integer(self, raw: Mapping[str, Any], key: str, prefix: str, low: int, high: int,
+                default: int | None = None) -> int | None:
+        value = raw.get(key, default)
+        if value is None:
+            self.problems.append(f"{prefix}{key}: missing (an integer {low}..{high})")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.bad(prefix + key, value, f"must be an integer {low}..{high}")
+            return None
+        return value
+
+    def number(self, raw: Mapping[str, Any], key: str, prefix: str) -> float | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            self.bad(prefix + key, value, "must be a number")
+            return None
+        return float(value)
+
+    def parse(self, raw: Mapping[str, Any]) -> RegisterMap:
+        self.unknown(raw, "", ("device", "registers", "reading", "modes"))
+        device = self.table(raw, "device")
+        self.unknown(device, "device.", ("name", "unit_id", "word_order", "max_read_gap", "sunspec_model", "commit",
+                                         "check"))
+        name = device.get("name", self.source)
+        if not isinstance(name, str) or not name.strip():
+            self.bad("device.name", name, "must be a text")
+        unit_id = self.integer(device, "unit_id", "device.", 0, 255)
+        word_order = device.get("word_order", "big")
+        if word_order not in ("big", "little"):
+            self.bad("device.word_order", word_order, 'must be "big" (high word first) or "little"')
+            word_order = "big"
+        max_read_gap = self.integer(device, "max_read_gap", "device.", 0, MAX_READ_WORDS, default=0)
+        sunspec_model = device.get("sunspec_model")
+        if sunspec_model is not None:
+            sunspec_model = self.integer(device, "sunspec_model", "device.", 1, 0xFFFE)
+        registers = self.registers(self.table(raw, "registers"), word_order)
+        checks = self.checks(device.get("check", []), registers)
+        reading = self.reading(self.table(raw, "reading"), registers)
+        modes = self.modes(self.table(raw, "modes"), registers)
+        commit = self.commit(device.get("commit", []), registers, modes)
+        if self.problems:
+            raise MapError(self.problems, self.source)
+        assert unit_id is not None and max_read_gap is not None
+        return RegisterMap(self.source, str(name), unit_id, registers, modes, reading, checks, sunspec_model,
+                           max_read_gap, commit)
+
+    def registers(self, table: Mapping[str, Any], word_order: str) -> dict[str, Register]:
+        if not table:
+            self.problems.append("registers: missing (a table of name = {address, type, ...})")
+        out: dict[str, Register] = {}
+        for name, spec in table.items():
+            prefix = f"registers.{name}."
+            if not isinstance(spec, Mapping):
+                self.bad(f"registers.{name}", spec, "must be a table {address = ..., type = ..., ...}")
+                continue
+            self.unknown(spec, prefix, ("address", "type", "unit", "access", "scale", "scale_factor", "min", "max",
+                                        "word_order"))
+            address = self.integer(spec, "address", prefix, 0, 0xFFFF)
+            kind = spec.get("type", "uint16")
+            if kind not in TYPES:
+                self.bad(prefix + "type", kind, f"must be one of {', '.join(TYPES)}")
+                kind = "uint16"
+            access = spec.get("access", "r")
+            if access not in ("r", "rw"):
+                self.bad(prefix + "access", access, 'must be "r" (read only) or "rw"')
+                access = "r"
+            unit = spec.get("unit", "")
+            if not isinstance(unit, str):
+                self.bad(prefix + "unit", unit, "must be a text")
+                unit = ""
+            scale = self.number(spec, "scale", prefix)
+            if scale is not None and scale == 0:
+                self.bad(prefix + "scale", scale, "must not be 0")
+            scale_factor = spec.get("scale_factor")
+            if scale_factor is not None and scale is not None:
+                self.problems.append(f"{prefix}scale and {prefix}scale_factor: give one of them, not both")
+            if scale_factor is not None and (not isinstance(scale_factor, str) or scale_factor not in table):
+                self.bad(prefix + "scale_factor", scale_factor, "must name another register of this map")
+                scale_factor = None
+            low, high = self.number(spec, "min", prefix), self.number(spec, "max", prefix)
+            if access == "rw" and (low is None or high is None):
+                self.problems.append(f"{prefix}min and {prefix}max: required for a writable register")
+            if low is not None and high is not None and low > high:
+                self.bad(prefix + "min", low, f"must be <= max ({high:g})")
+            order = spec.get("word_order", word_order)
+            if order not in ("big", "little"):
+                self.bad(prefix + "word_order", order, 'must be "big" or "little"')
+                order = word_order
+            if address is None:
+                continue
+            out[name] = Register(name, address, kind, unit, access, scale if scale else 1.0, scale_factor, low,
+                                 high, order)
+        for name, reg in out.items():  # a scale factor is one signed word
+            if reg.scale_factor in out and out[reg.scale_factor].type != "int16":
+                self.bad(f"registers.{reg.scale_factor}.type", out[reg.scale_factor].type,
+                         f"must be int16 (it is the scale factor of {name})")
+        spans = sorted((reg.address, reg.address + reg.words, name) for name, reg in out.items())
+        for (_, end, first), (start, _, second) in itertools.pairwise(spans):
+            if start < end:
+                self.problems.append(f"registers.{second}.address = {start}: overlaps registers.{first}")
+        return out
+
+    def checks(self, raw: Any, registers: Mapping[str, Register]) -> tuple[Check, ...]:
+        if not isinstance(raw, list):
+            self.bad("device.check", raw, "must be a list of tables ([[device.check]])")
+            return ()
+        out = []
+        for k, spec in enumerate(raw):
+            prefix = f"device.check[{k}]."
+            if not isinstance(spec, Mapping):
+                self.bad(f"device.check[{k}]", spec, "must be a table {register, one_of, hint}")
+                continue
+            self.unknown(spec, prefix, ("register", "one_of", "hint"))
+            register, one_of, hint = spec.get("register"), spec.get("one_of"), spec.get("hint", "")
+            if register not in registers:
+                self.bad(prefix + "register", register, "must name a register of this map")
+            if (not isinstance(one_of, list) or not one_of
+                    or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in one_of)):
+                self.bad(prefix + "one_of", one_of, "must be a list of numbers")
+                continue
+            if not isinstance(hint, str):
+                self.bad(prefix + "hint", hint, "must be a text")
+                hint = ""
+            out.append(Check(str(register), tuple(float(v) for v in one_of), hint))
+        return tuple(out)
+
+    def reading(self, table: Mapping[str, Any], registers: Mapping[str, Register]) -> dict[str, str]:
+        self.unknown(table, "reading.", READING_KEYS)
+        out = {}
+        for key in READING_KEYS:
+            name = table.get(key)
+            if name is None:
+                self.problems.append(f"reading.{key}: missing (the name of the register that gives it)")
+            elif name not in registers:
+                self.bad(f"reading.{key}", name, "must name a register of this map")
+            else:
+                out[key] = str(name)
+        return out
+
+    def modes(self, table: Mapping[str, Any],
+              registers: Mapping[str, Register]) -> dict[Mode, tuple[tuple[str, Expression], ...]]:
+        self.unknown(table, "modes.", tuple(MODE_KEYS))
+        out: dict[Mode, tuple[tuple[str, Expression], ...]] = {}
+        for key, mode in MODE_KEYS.items():
+            writes = table.get(key)
+            if not isinstance(writes, Mapping) or not writes:
+                self.problems.append(f"modes.{key}: missing (a table of register = value or expression)")
+                continue
+            entries = []
+            for name, value in writes.items():
+                where = f"modes.{key}.{name}"
+                reg = registers.get(name)
+                if reg is None:
+                    self.problems.append(f"{where}: unknown register"
+                                         + "".join(f"; did you mean {m}?" for m in
+                                                   difflib.get_close_matches(name, list(registers), n=1)))
+                    continue
+                if not reg.writable:
+                    self.problems.append(f'{where}: registers.{name} is read only (access = "r")')
+                    continue
+                try:
+                    expression = Expression.parse(value)
+                except ValueError as err:
+                    self.bad(where, value, str(err))
+                    continue
+                if not expression.names:  # a constant: its range is known now
+                    try:
+                        reg.check_range(expression({}))
+                    except CommandError as err:
+                        self.bad(where, value, str(err).split(": ", 1)[1])
+                        continue
+                entries.append((name, expression))
+            out[mode] = tuple(entries)
+        return out
+
+    def commit(self, raw: Any, registers: Mapping[str, Register],
+               modes: Mapping[Mode, tuple[tuple[str, Expression], ...]]) -> tuple[str, ...]:
+        if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+            self.bad("device.commit", raw, "must be a list of register names")
+            return ()
+        written = {name for writes in modes.values() for name, _ in writes}
+        for name in raw:
+            if name not in registers or name not in written:
+                self.bad("device.commit", raw, f"{name} must be a register that a mode writes")
+        return tuple(raw)
