@@ -413,8 +413,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_simulated(args, inst)
     if args.replay:
         return _run_replay(args, inst)
-    raise DwarsError("dwars run: the live mode (live prices and forecasts) is not built yet; use --simulate to run "
-                     "the loop against the simulated inverter, or --replay SCENARIO to replay recorded inputs")
+    return _run_live(args, inst)
+
+
+def _run_live(args: argparse.Namespace, inst: Any) -> int:
+    import pandas as pd
+
+    from dwars.runtime.app import RunPaths, run_live, run_until_stopped
+
+    paths = RunPaths.for_config(inst, args.config)
+    log_path = Path(args.log) if args.log else paths.decision_log
+    r = inst.runtime
+    console.print(f"dwars runs {escape(r.controller)} every {r.minutes} minutes: inverter {escape(r.inverter)} at "
+                  f"{escape(r.inverter_host)}:{r.inverter_port}, prices from {escape(r.prices)}, PV forecast from "
+                  f"{escape(r.weather)}, meter {escape(r.meter)}, Home Assistant "
+                  f"{escape(r.mqtt_host) if r.mqtt_host else 'off'}; log {escape(str(log_path))}. Ctrl-C stops it.")
+    end = pd.Timestamp(args.until) if args.until else None
+    runner = run_until_stopped(run_live(inst, args.config, None, log_path, end, args.policy))
+    if runner is not None:
+        console.print(f"{runner.decisions} decisions ({runner.early} early), {runner.loop.failures} failed")
+    return 0
 
 
 def _run_replay(args: argparse.Namespace, inst: Any) -> int:
@@ -430,7 +448,8 @@ def _run_replay(args: argparse.Namespace, inst: Any) -> int:
     clock = replay_clock(scenario, start, args.speed, args.epoch if args.epoch is not None else time.time())
     log_path = Path(args.log) if args.log else RunPaths.for_config(inst, args.config).decision_log
     end = pd.Timestamp(args.until) if args.until else None
-    runner = run_until_stopped(run_replay(inst, scenario, clock, log_path, end, args.policy, args.inverter_port))
+    runner = run_until_stopped(run_replay(inst, scenario, clock, log_path, end, args.policy, args.inverter_port,
+                                          args.config))
     if runner is None:
         return 0
     console.print(f"{runner.decisions} decisions ({runner.early} early), {runner.loop.failures} failed intervals; "

@@ -202,6 +202,8 @@ class RuntimeConfig:
         cable at ``meter_device``) or ``homewizard`` (the HomeWizard P1 meter's local API).
     prices : ``energyzero`` (no account needed) or ``entsoe`` (needs a token in the environment variable named
         by ``entsoe_token_env``); the other one is the fall-back, and the disk cache after that.
+    prices_url, weather_url : another address for the price or weather service ("" = the public one; a local
+        mirror or a test server).
     weather : ``open-meteo`` (irradiance forecast) or ``clearsky`` (clear sky x the recent clear-sky index).
     mqtt_host : Home Assistant's MQTT broker ("" = no Home Assistant); the password comes from the environment
         variable named by ``mqtt_password_env``.
@@ -220,7 +222,9 @@ class RuntimeConfig:
     meter_device: str = "/dev/ttyUSB0"
     prices: str = "energyzero"
     entsoe_token_env: str = "ENTSOE_TOKEN"
+    prices_url: str = ""
     weather: str = "open-meteo"
+    weather_url: str = ""
     mqtt_host: str = ""
     mqtt_port: int = 1883
     mqtt_username: str = ""
@@ -362,7 +366,9 @@ _SCHEMA: dict[str, dict[str, tuple[str, Check | None]]] = {
         "meter_device": (_STR, None),
         "prices": (_STR, _one_of(PRICE_SOURCES)),
         "entsoe_token_env": (_STR, None),
+        "prices_url": (_STR, None),
         "weather": (_STR, _one_of(WEATHER_SOURCES)),
+        "weather_url": (_STR, None),
         "mqtt_host": (_STR, None),
         "mqtt_port": (_INT, _range(1, 65535)),
         "mqtt_username": (_STR, None),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from dwars.cli import main
@@ -101,9 +102,29 @@ def test_run_simulate_drives_the_simulated_inverter_for_a_day(tmp_path: Path,
     assert row("rule")[1] > 0  # the comparison is on the same day
 
 
-def test_run_without_simulate_says_what_exists(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--config", str(ROOT / "examples" / "home.toml")]) == 2
-    assert "use --simulate" in capsys.readouterr().err
+def test_live_run_without_inverter_or_prices_says_so_and_keeps_a_record(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The live mode on the wall clock with nothing to talk to (closed local ports): no crash, a record for the
+    interval saying why there is no decision, plain log lines, and a clean stop at --until."""
+    import shutil
+    import socket
+
+    from dwars.policy.decision_log import read_records
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    config = tmp_path / "home.toml"
+    shutil.copy(ROOT / "examples" / "home.toml", config)
+    with config.open("a") as f:
+        f.write(f'\n[runtime]\ninverter_port = {closed}\nprices_url = "http://127.0.0.1:{closed}/prices"\n'
+                f'weather = "clearsky"\ndata_dir = "state"\n')
+    until = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=2)).isoformat()
+    assert main(["run", "--config", str(config), "--until", until]) == 0
+    records = read_records(tmp_path / "state" / "decisions.jsonl")
+    assert len(records) == 1 and records[0]["applied"]["mode"] == "msc"
+    assert records[0]["reason"].startswith("no decision: ") and str(closed) in records[0]["reason"]
+    assert "no P1 meter" in caplog.text and "dwars keeps trying every interval" in caplog.text
 
 
 def test_run_with_a_corrupt_policy_file_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

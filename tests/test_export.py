@@ -29,7 +29,10 @@ TOLERANCE = 1e-5
 TRAINING_PACKAGES = ("torch", "stable_baselines3", "sb3_contrib", "gymnasium")
 RUNTIME_IMPORTS = ("dwars.policy.rl, dwars.policy.shield, dwars.policy.rule, dwars.policy.mpc, dwars.env.forecast, "
                    "dwars.env.dispatch, dwars.policy.lookahead, dwars.runtime.clock, dwars.runtime.driver, "
-                   "dwars.runtime.sim_inverter, dwars.runtime.loop, dwars.runtime.simulate, dwars.runtime.prices")
+                   "dwars.runtime.sim_inverter, dwars.runtime.loop, dwars.runtime.simulate, dwars.runtime.prices, "
+                   "dwars.runtime.app, dwars.runtime.live, dwars.runtime.live_inputs, dwars.runtime.weather_feed, "
+                   "dwars.runtime.history, dwars.runtime.meter, dwars.runtime.homeassistant, dwars.runtime.regmap, "
+                   "dwars.runtime.sim_process, dwars.runtime.ledger, dwars.runtime.status, dwars.cli")
 
 
 @pytest.fixture(scope="module")

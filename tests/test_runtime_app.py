@@ -12,15 +12,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from test_runtime_homeassistant import Broker, Watcher
+from test_runtime_live_inputs import TOKEN, server  # noqa: F401  (the local ENTSO-E/Open-Meteo server)
 
 from dwars.config import load_config
 from dwars.data.scenario import Scenario
 from dwars.policy.base import Home
 from dwars.policy.decision_log import read_records
-from dwars.runtime.app import run_replay
+from dwars.runtime.app import run_live, run_replay
 from dwars.runtime.clock import SimulatedClock
+from dwars.runtime.history import LoadHistory
 from dwars.runtime.ledger import DayLedger, IntervalMeasurement, battery_ac_kw
 from dwars.runtime.loop import ReplayInputs
+from dwars.runtime.meter import simulated_p1_server
 from dwars.runtime.sim_inverter import SimulatedInverter
 from dwars.runtime.sim_process import Actuals, serve_on_clock
 
@@ -109,3 +112,60 @@ def test_the_ledger_resets_at_local_midnight_and_reads_energy_as_ac_power() -> N
     # A P1 meter's flows replace the inferred ones.
     ledger.add(IntervalMeasurement(late + pd.Timedelta(hours=2), 60, 2.0, 1.0, 0.0, 0.30, 0.10, 0.0, 1.0))
     assert ledger.cost_eur == pytest.approx(0.30 * 0.05 - 0.10)
+
+
+def test_the_live_mode_decides_on_the_feeds_against_the_inverter(
+        tmp_path: Path, week_15: Scenario, monkeypatch: pytest.MonkeyPatch,
+        server: str,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """``dwars run`` as on the Pi: ENTSO-E prices and the Open-Meteo forecast from (local) servers, the load history
+    in SQLite, the inverter of the config; three hours on a fast clock."""
+    monkeypatch.setenv("DWARS_TEST_ENTSOE_TOKEN", TOKEN)
+    start = pd.Timestamp("2024-03-30 14:00", tz="Europe/Amsterdam").tz_convert("UTC")
+    end = start + pd.Timedelta(hours=3)
+    inst0 = load_config(ROOT / "examples" / "home.toml")
+    home = Home.from_installation(inst0)
+    replay = ReplayInputs(week_15, home)
+    actuals = Actuals(pd.DatetimeIndex(week_15.index), 15, replay.pv_kw, replay.load_kw,
+                      replay.forecaster.import_price, replay.forecaster.export_price)
+
+    kettle_on = start + pd.Timedelta(minutes=100)  # the P1 meter sees 6.5 kW of import from here on
+
+    def p1_power(now: object) -> tuple[float, ...]:
+        return (6.5 if pd.Timestamp(now) >= kettle_on else 0.4,)
+
+    async def main() -> tuple[int, int, int]:
+        clock = SimulatedClock(start, speed=1800.0)  # a quarter hour in half a second
+        inverter = SimulatedInverter(home.battery, inst0.battery.initial_energy_kwh, home.grid_limit_kw, now=start)
+        port = await inverter.start()
+        meter_time = lambda: clock.now().floor("us").to_pydatetime()  # noqa: E731  (the meter runs on the clock)
+        async with simulated_p1_server(p1_power, interval_s=0.02, clock=meter_time) as p1:
+            config = tmp_path / "home.toml"
+            shutil.copy(ROOT / "examples" / "home.toml", config)
+            with config.open("a") as f:
+                f.write(f'\n[runtime]\ninverter = "sunspec"\ninverter_port = {port}\nprices = "entsoe"\n'
+                        f'entsoe_token_env = "DWARS_TEST_ENTSOE_TOKEN"\nprices_url = "{server}/api"\n'
+                        f'weather_url = "{server}/v1/forecast"\ndata_dir = "data"\nmeter = "dsmr_tcp"\n'
+                        f'meter_host = "127.0.0.1"\nmeter_port = {p1.port}\n')
+            inst = load_config(config)
+            playing = asyncio.ensure_future(serve_on_clock(inverter, actuals, clock, end, step_real_s=0.01))
+            try:
+                runner = await run_live(inst, config, clock, until=end, meter_poll_s=0.02)
+                await playing
+            finally:
+                await inverter.stop()
+        return runner.decisions - runner.early, runner.loop.failures, runner.early
+
+    decisions, failures, early = asyncio.run(main())
+    # Start-up (policy, feeds) may take a simulated quarter hour at this speed: the loop may begin with the
+    # second interval, never with a burst of stale ones.
+    assert decisions in (11, 12) and failures == 0
+    records = read_records(tmp_path / "data" / "decisions.jsonl")  # the log lives in the config's data_dir
+    assert len(records) == decisions + early and all(not r["reason"].startswith("no decision") for r in records)
+    again = [r for r in records if "decided again: the grid import is 6.5 kW" in r["reason"]]
+    assert len(again) == early >= 1  # the peak on the P1 meter had the interval decided again, once per peak
+    assert all(pd.Timestamp(r["time"]) >= kettle_on.floor("15min") for r in again)
+    assert any((tmp_path / "data" / "prices").iterdir())  # the day's prices cached for a feed outage
+    history = LoadHistory(tmp_path / "data" / "history.sqlite")
+    loads = history.between(start, end)  # the meter's import turned into measured load, kept across restarts
+    assert len(loads) >= 3

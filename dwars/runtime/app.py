@@ -30,7 +30,7 @@ from dwars.policy.registry import make_controller
 from dwars.policy.shield import Shield
 from dwars.runtime.clock import Clock, SimulatedClock, SystemClock
 from dwars.runtime.driver import InverterError, open_driver
-from dwars.runtime.ledger import DayLedger, IntervalMeasurement
+from dwars.runtime.ledger import DayLedger, IntervalMeasurement, battery_ac_kw
 from dwars.runtime.live import Runner, Trigger
 from dwars.runtime.loop import ControlLoop, ReplayInputs
 from dwars.runtime.status import RuntimeStatus, next_charge_block
@@ -90,8 +90,11 @@ class StatusKeeper:
         self.loop = loop
         self.ledger = DayLedger(inst.site.timezone, inst.battery.efficiency_one_way)
         self.previous: tuple[pd.Timestamp, float, float, float] | None = None  # start, energy, prices
+        self._previous_pv_kw = float("nan")
         self.shield_day: pd.Timestamp | None = None
         self.shield_today = 0
+        self.previous_interval: tuple[pd.Timestamp, float, float] | None = None  # start, energy, PV (kW) of the
+        # interval that just ended (set when the next decision arrives)
 
     def after(self, trigger: Trigger, applied: Decision,
               meter_flows: tuple[float, float] | None = None) -> RuntimeStatus | None:
@@ -101,14 +104,17 @@ class StatusKeeper:
         f = self.loop.last_forecasts
         if trigger.early is None and self.previous is not None:
             start, energy, price_in, price_out = self.previous
+            pv = state.last_pv_kw if np.isfinite(state.last_pv_kw) else self._previous_pv_kw
+            self.previous_interval = (start, energy, pv)
             if state.time - start == pd.Timedelta(minutes=state.minutes) and np.isfinite(state.last_pv_kw) \
                     and np.isfinite(state.last_load_kw):
                 grid = meter_flows if meter_flows is not None else (None, None)
                 self.ledger.add(IntervalMeasurement(start, state.minutes, state.last_pv_kw, state.last_load_kw,
                                                     state.energy_kwh - energy, price_in, price_out, *grid))
-        if f.n_price_known:
+        if f.n_price_known and trigger.early is None:
             self.previous = (state.time, state.energy_kwh, float(f.import_price_eur_per_kwh[0]),
                              float(f.export_price_eur_per_kwh[0]))
+            self._previous_pv_kw = float(f.pv_kw[0])
         day = state.time.tz_convert(self.inst.site.timezone).normalize()
         if day != self.shield_day:
             self.shield_day, self.shield_today = day, 0
@@ -133,6 +139,20 @@ def driver_for(inst: Installation, host: str | None = None, port: int | None = N
     return open_driver(kind, host or r.inverter_host, port or r.inverter_port, device_id=r.inverter_unit_id)
 
 
+def record_load(history: Any, keeper: StatusKeeper, state: Any, flows: tuple[float, float]) -> None:
+    """The finished interval's house load into the load history: grid import - export + PV - the battery's AC
+    power (PV as measured where the inputs have it, else as forecast for it)."""
+    previous = keeper.previous_interval
+    if previous is None:
+        return
+    start, energy_kwh, pv_kw = previous
+    dt_h = state.minutes / 60.0
+    battery = battery_ac_kw(state.energy_kwh - energy_kwh, dt_h, keeper.inst.battery.efficiency_one_way)
+    load_kw = flows[0] - flows[1] + pv_kw - battery
+    if np.isfinite(load_kw) and load_kw >= 0:
+        history.record(start, state.minutes, load_kw)
+
+
 def open_bridge(inst: Installation, config_path: str | Path | None,
                 on_config_change: Callable[[Installation], None]) -> Any:
     """The Home Assistant bridge of ``[runtime] mqtt_host`` (None without one, or without a config file to edit)."""
@@ -147,10 +167,78 @@ def open_bridge(inst: Installation, config_path: str | Path | None,
     return bridge.start()
 
 
+class MeterWatch:
+    """The P1 meter beside the loop: it asks for an early decision on a lasting unexpected import (a peak the plan
+    did not foresee), and gives each finished interval's grid flows (from the meter's energy registers) and load.
+
+    ``expected_grid_kw`` is what the last decision planned for the grid: forecast load - PV + the battery setpoint
+    (0 in self-consumption, where the battery covers the house; load - PV in hold).
+    """
+
+    def __init__(self, meter: Any, poll_s: float = 2.0, threshold_kw: float = 1.5, hold_s: float = 30.0) -> None:
+        from dwars.runtime.meter import PeakWatch
+
+        self.meter = meter
+        self.poll_s = float(poll_s)
+        self.peaks = PeakWatch(threshold_kw, hold_s)
+        self.expected_grid_kw = 0.0
+        self.latest: Any = None
+        self._totals: tuple[pd.Timestamp, float, float] | None = None  # interval start, import, export kWh
+
+    def planned(self, forecasts: Any, applied: Decision) -> None:
+        if applied.mode == Mode.MSC:
+            self.expected_grid_kw = 0.0  # the battery covers the house, the PV surplus charges it
+        else:
+            self.expected_grid_kw = float(forecasts.load_kw[0] - forecasts.pv_kw[0]) + applied.signed_power_kw
+        self.peaks.reset()
+
+    async def watch(self, requests: asyncio.Queue[str]) -> None:
+        from dwars.runtime.meter import MeterError
+
+        while True:
+            try:
+                reading = await self.meter.read()
+            except MeterError as err:
+                log.warning("P1 meter: %s; trying again in %.0f s", err, self.poll_s)
+            else:
+                self.latest = reading
+                if self.peaks.update(reading, self.expected_grid_kw):
+                    await requests.put(f"the grid import is {reading.net_kw:.1f} kW, "
+                                       f"{reading.net_kw - self.expected_grid_kw:.1f} kW more than planned")
+            await asyncio.sleep(self.poll_s)
+
+    def flows(self, start: pd.Timestamp, minutes: int) -> tuple[float, float] | None:
+        """Mean grid import and export (kW) of the interval that ended at ``start`` (None: not known), from the
+        meter's energy registers read at the two interval starts."""
+        reading = self.latest
+        if reading is None:
+            return None
+        now = (start, float(reading.import_kwh_total), float(reading.export_kwh_total))
+        before, self._totals = self._totals, now
+        if before is None or start - before[0] != pd.Timedelta(minutes=minutes):
+            return None
+        dt_h = minutes / 60.0
+        return max(now[1] - before[1], 0.0) / dt_h, max(now[2] - before[2], 0.0) / dt_h
+
+
+def open_meter_watch(inst: Installation, poll_s: float = 2.0) -> MeterWatch | None:
+    """The P1 meter of ``[runtime] meter`` (None: no meter). A DSMR meter streams; one connection is shared."""
+    r = inst.runtime
+    if r.meter == "none":
+        return None
+    from dwars.runtime.meter import LatestReading, open_meter
+
+    meter = open_meter(r.meter, r.meter_host, r.meter_port, r.meter_device)
+    if r.meter.startswith("dsmr"):
+        meter = LatestReading(meter)
+    return MeterWatch(meter, poll_s)
+
+
 async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minutes: int, clock: Clock,
                    log_path: Path, until: pd.Timestamp | None = None, policy_path: str | None = None,
                    port: int | None = None, config_path: str | Path | None = None,
-                   scenario: Scenario | None = None) -> Runner:
+                   scenario: Scenario | None = None, meter: MeterWatch | None = None,
+                   history: Any | None = None) -> Runner:
     """Decide on ``clock`` until ``until`` (None: until stopped) against the inverter in the config.
 
     ``inputs_for(home)`` makes the inputs (live feeds or a replay); they are made again when Home Assistant
@@ -173,7 +261,12 @@ async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minute
             keeper = StatusKeeper(inst, loop)
 
             def after_each(trigger: Trigger, applied: Decision) -> None:
-                status = keeper.after(trigger, applied)
+                flows = meter.flows(trigger.start, minutes) if meter is not None and not trigger.early else None
+                status = keeper.after(trigger, applied, flows)
+                if meter is not None and loop.last_forecasts is not None:
+                    meter.planned(loop.last_forecasts, applied)
+                if history is not None and flows is not None and loop.last is not None:
+                    record_load(history, keeper, loop.last[0], flows)
                 log.info("%s %s", trigger.start.tz_convert(home.timezone).strftime("%Y-%m-%d %H:%M"),
                          applied.describe())
                 if bridge is not None and status is not None:
@@ -189,8 +282,15 @@ async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minute
                                 "%s h; the next decision follows it", new.strategy.profile, new.battery.reserve_pct,
                                 f"{new.goals.endpoint_soc_pct:g}", new.goals.endpoint_hour)
 
-            runner = Runner(loop, clock, after_each=after_each)
-            await runner.run(until)
+            runner = Runner(loop, clock, after_each=after_each,
+                            watchers=(meter.watch,) if meter is not None else ())
+            if meter is not None and hasattr(meter.meter, "start"):
+                await meter.meter.start()
+            try:
+                await runner.run(until)
+            finally:
+                if meter is not None and hasattr(meter.meter, "close"):
+                    await meter.meter.close()
     finally:
         if bridge is not None:
             bridge.close()
@@ -205,6 +305,55 @@ async def run_replay(inst: Installation, scenario: Scenario, clock: Clock, log_p
     end = until if until is not None else scenario.index[-1] + pd.Timedelta(minutes=scenario.minutes)
     return await run_loop(inst, lambda home: ReplayInputs(scenario, home), scenario.minutes, clock, log_path, end,
                           policy_path, port, config_path, scenario)
+
+
+def live_inputs_for(inst: Installation, paths: RunPaths, clock: Clock | None = None) -> Callable[[Home], Any]:
+    """``inputs_for(home)`` of the live feeds in ``[runtime]``: prices (the chosen feed, then the other one where
+    it can be used, then the disk cache), the PV forecast and the load history. The feeds and the history are
+    made once and shared by the inputs made again after a config change."""
+    from dwars.runtime.history import LoadHistory
+    from dwars.runtime.live_inputs import LiveInputs
+    from dwars.runtime.prices import ENERGYZERO_URL, ENTSOE_URL, EnergyZeroFeed, EntsoeFeed, PriceSource
+    from dwars.runtime.weather_feed import OpenMeteoFeed, PvForecaster
+
+    r = inst.runtime
+    token = os.environ.get(r.entsoe_token_env, "")
+    energyzero = EnergyZeroFeed(r.prices_url if r.prices == "energyzero" and r.prices_url else ENERGYZERO_URL)
+    entsoe = EntsoeFeed(token, r.prices_url if r.prices == "entsoe" and r.prices_url else ENTSOE_URL) if token else None
+    if r.prices == "entsoe" and entsoe is None:
+        log.warning("runtime.prices = 'entsoe' but the environment variable %s holds no token: using EnergyZero",
+                    r.entsoe_token_env)
+    feeds = [f for f in ((entsoe, energyzero) if r.prices == "entsoe" else (energyzero, entsoe)) if f is not None]
+    prices = PriceSource(feeds, paths.price_cache, tz=inst.site.timezone)
+    weather = None
+    if r.weather == "open-meteo":
+        options = {"base_url": r.weather_url} if r.weather_url else {}
+        weather = OpenMeteoFeed(inst.site.latitude, inst.site.longitude, r.minutes, **options)
+    pv = PvForecaster(inst, r.minutes, weather)
+    paths.data_dir.mkdir(parents=True, exist_ok=True)
+    history = LoadHistory(paths.history, tz=inst.site.timezone)
+
+    def inputs_for(home: Home) -> LiveInputs:
+        return LiveInputs(home, r.minutes, prices, pv, history, clock)
+
+    inputs_for.history = history  # type: ignore[attr-defined]  # the loop records measured load into it
+    return inputs_for
+
+
+async def run_live(inst: Installation, config_path: str | Path | None, clock: Clock | None = None,
+                   log_path: Path | None = None, until: pd.Timestamp | None = None,
+                   policy_path: str | None = None, meter_poll_s: float = 2.0) -> Runner:
+    """``dwars run``: live feeds, the inverter and Home Assistant of the config, on the wall clock until stopped."""
+    paths = RunPaths.for_config(inst, config_path)
+    clock = clock or SystemClock()
+    inputs_for = live_inputs_for(inst, paths, clock)
+    meter = open_meter_watch(inst, meter_poll_s)
+    if meter is None:
+        log.warning("no P1 meter in the config (runtime.meter): the load forecast stays on the standard profile and "
+                    "today's cost is inferred from the battery and the forecasts")
+    history = inputs_for.history if hasattr(inputs_for, "history") else None
+    return await run_loop(inst, inputs_for, inst.runtime.minutes, clock, log_path or paths.decision_log, until,
+                          policy_path, None, config_path, meter=meter, history=history)
 
 
 def replay_clock(scenario: Scenario, start: pd.Timestamp | None, speed: float,
@@ -233,4 +382,4 @@ def run_until_stopped(main: Coroutine[Any, Any, T]) -> T | None:
     return asyncio.run(guarded())
 
 
-__all__ = ["RunPaths", "SystemClock", "driver_for", "replay_clock", "run_replay", "run_until_stopped"]
+__all__ = ["RunPaths", "SystemClock", "driver_for", "replay_clock", "run_live", "run_replay", "run_until_stopped"]
