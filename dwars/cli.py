@@ -514,8 +514,8 @@ def _run_simulated(args: argparse.Namespace, inst: Any) -> int:
                         "intervals, Modbus TCP on 127.0.0.1) ..."):
         summary = simulated_run(inst, scenario, args.controller, log_path, args.policy)
     others = [c.strip() for c in args.compare.split(",") if c.strip() and c.strip() != args.controller]
-    with console.status(f"scoring {', '.join(others)} on the same days for comparison ..."):
-        reference = compare(inst, scenario, others, args.policy) if others else {}
+    with console.status(f"running {', '.join(others)} the same way on the same days, for comparison ..."):
+        reference = {name: r.figures for name, r in compare(inst, scenario, others, args.policy).items()}
     cmd_log(argparse.Namespace(file=str(log_path), since=None, tz=inst.site.timezone, controller=None,
                                limit=args.last))
     s = shield_summary(read_records(log_path))
@@ -530,7 +530,7 @@ def _run_simulated(args: argparse.Namespace, inst: Any) -> int:
     table.add_column("goals missed", justify="right")
     table.add_column("shield", justify="right")
     without = summary.cost_without_battery_eur
-    rows = [(f"{args.controller} (this run, over Modbus)", summary.figures), *reference.items()]
+    rows = [(f"{args.controller} (this run)", summary.figures), *reference.items()]
     for name, figures in rows:
         missed = sum(figures["violations"].values()) if name != "none" else 0
         shield_rate = figures.get("shield_rate", 0.0)
@@ -538,8 +538,9 @@ def _run_simulated(args: argparse.Namespace, inst: Any) -> int:
                       str(missed), f"{shield_rate:.1%}" if name not in ("none", "oracle") else "-")
     console.print(table)
     console.print(f"{summary.intervals} intervals decided, {summary.failures} failed; the battery ended at "
-                  f"{summary.end_soc_pct:.0f} %. Cost = energy + wear - the value of the energy the battery "
-                  "gained (dwars evaluate's objective).")
+                  f"{summary.end_soc_pct:.0f} %. Every row ran through the same loop and simulated inverter over "
+                  "Modbus TCP. Cost = energy + wear - the value of the energy the battery gained (dwars evaluate's "
+                  "objective).")
     if summary.failures:
         console.print(f"[red]{summary.failures} intervals had no decision or the inverter did not take it: "
                       "see the log above[/red]")

@@ -95,7 +95,7 @@ def test_run_simulate_drives_the_simulated_inverter_for_a_day(tmp_path: Path,
         assert found is not None, out
         return [float(x) for x in found.groups()]
 
-    cost, saving, missed = row("rl (this run, over Modbus)")
+    cost, saving, missed = row("rl (this run)")
     assert saving > 0 and missed == 0  # a sunny June day with the shipped policy: the battery pays, goals kept
     none_cost, none_saving, _ = row("none")
     assert none_saving == 0.0 and cost + saving == pytest.approx(none_cost, abs=0.011)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,16 +13,19 @@ import pandas as pd
 import pytest
 
 from dwars.config import Installation
-from dwars.data.scenario import Scenario
+from dwars.data.io import sample_path
+from dwars.data.scenario import Scenario, build_scenario
 from dwars.env.modes import Decision
 from dwars.policy.base import Home
 from dwars.policy.decision_log import DecisionLog, read_records
+from dwars.policy.evaluate import evaluate
 from dwars.policy.registry import make_controller
 from dwars.policy.shield import Shield
 from dwars.runtime.clock import Tick
 from dwars.runtime.driver import SunSpecDriver
 from dwars.runtime.loop import ControlLoop, InputError, ReplayInputs, repair_forecasts
 from dwars.runtime.sim_inverter import SimulatedInverter
+from dwars.runtime.simulate import simulated_run
 
 
 async def day_of_ticks(start: pd.Timestamp, n: int, minutes: int) -> AsyncIterator[Tick]:
@@ -224,3 +228,18 @@ def test_repair_forecasts_leaves_a_clean_forecast_alone_and_fills_every_gap(week
     assert np.isfinite(fixed.pv_kw).all() and np.isfinite(fixed.load_kw).all()
     assert fixed.n_price_known == 6 and np.isfinite(fixed.import_price_eur_per_kwh).all()
     assert (fixed.pv_kw[2:9] == 0).all()  # no sun where the PV forecast had gaps
+
+
+def test_a_dry_run_costs_what_dwars_evaluate_says_for_the_same_days(home_inst: Installation) -> None:
+    """One loop, one measuring stick: the rule controller over Modbus (SoC read in 0.1 % steps, setpoints in
+    0.01 % steps) ends where `dwars evaluate` ends on March days without negative prices (nothing to curtail)."""
+    scenario = build_scenario(home_inst, [sample_path("prices_2024.json.gz")], "2024-03-27", "2024-03-29", 60,
+                              weather=sample_path("knmi_debilt_260_2024_T_Q.csv.gz"), model_pv=True)
+    with tempfile.TemporaryDirectory() as folder:
+        run = simulated_run(home_inst, scenario, "rule", Path(folder) / "d.jsonl")
+    reference = evaluate(home_inst, scenario, ["none", "rule"]).results
+    assert run.violations == 0 and run.failures == 0
+    assert run.cost_without_battery_eur == pytest.approx(reference["none"]["energy_cost_eur"])
+    assert run.cost_eur == pytest.approx(reference["rule"]["objective_eur"], abs=0.02)
+    assert abs(run.cost_eur - reference["rule"]["objective_eur"]) < 0.05 * (reference["none"]["objective_eur"]
+                                                                           - reference["rule"]["objective_eur"])

@@ -7,12 +7,14 @@ interval's actual PV and load are played on the simulated battery after the deci
 What the simulated inverter did is scored by ``dwars evaluate``'s own measuring stick
 (:func:`dwars.policy.evaluate.score`: the same objective, the same goal checks), so a dry run and an
 evaluation of the same controller on the same scenario give the same figures, up to the rounding of the
-Modbus setpoints. :func:`compare` scores other controllers (``none``, ``rule``) on the same days.
+Modbus setpoints and what the inverter cannot carry out (PV curtailment). :func:`compare` runs other controllers
+(``none``, ``rule``) the same way on the same days.
 """
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,11 +89,13 @@ async def _run(inst: Installation, scenario: Scenario, controller: str, log_path
     start = inverter.now
     driver.clock = lambda: (inverter.now - start).total_seconds()  # the rate limit runs on simulated time
     played: list[tuple[Decision, Any]] = []
+    # As in dwars evaluate: `none` is the home without a battery (idle, its goals do not apply), no shield.
+    guard = None if controller in ("none", "oracle") else Shield(home)
     try:
         await driver.connect()
         with DecisionLog(log_path) as decision_log:
             loop = ControlLoop(home, make_controller(controller, home, scenario, policy_path=policy_path), driver,
-                               inputs, scenario.minutes, Shield(home), decision_log)
+                               inputs, scenario.minutes, guard, decision_log)
 
             def play(start: pd.Timestamp, applied: Decision) -> None:
                 i = int(scenario.index.get_loc(start))
@@ -105,9 +109,9 @@ async def _run(inst: Installation, scenario: Scenario, controller: str, log_path
         driver.close()
         await inverter.stop()
     trace = _trace(controller, scenario, inst.battery.initial_energy_kwh, played)
-    figures = score(trace, scenario, home, inputs.pv_kw, prices[0],
-                    deadlines(inst, scenario.start, scenario.end, scenario.minutes))
-    reference = compare(inst, scenario, ["none"])["none"]["energy_cost_eur"]
+    goals = [] if controller == "none" else deadlines(inst, scenario.start, scenario.end, scenario.minutes)
+    figures = score(trace, scenario, home, inputs.pv_kw, prices[0], goals)
+    reference = evaluate(inst, scenario, ["none"]).results["none"]["energy_cost_eur"]
     return RunSummary(n, loop.failures, inverter.soc_pct, figures, float(reference))
 
 
@@ -118,6 +122,9 @@ def simulated_run(inst: Installation, scenario: Scenario, controller: str, log_p
 
 
 def compare(inst: Installation, scenario: Scenario, controllers: Sequence[str],
-            policy_path: str | None = None) -> dict[str, dict[str, Any]]:
-    """``dwars evaluate``'s figures of ``controllers`` on the same scenario and forecasts (seed 0) as a dry run."""
-    return evaluate(inst, scenario, list(controllers), policy_path=policy_path).results
+            policy_path: str | None = None) -> dict[str, RunSummary]:
+    """Dry runs of ``controllers`` on the same scenario, through the same loop and simulated inverter (so that they
+    share its limits, e.g. no PV curtailment over Modbus); their decision logs are not kept."""
+    with tempfile.TemporaryDirectory(prefix="dwars-compare-") as folder:
+        return {name: simulated_run(inst, scenario, name, Path(folder) / f"{name}.jsonl", policy_path)
+                for name in controllers}
