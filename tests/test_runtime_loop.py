@@ -221,7 +221,7 @@ def test_repair_forecasts_leaves_a_clean_forecast_alone_and_fills_every_gap(week
     home = Home.from_installation(home_inst)
     clean = ReplayInputs(week_60, home).at(week_60.index[30])
     same, notes = repair_forecasts(clean.forecasts, clean.last_load_kw)
-    assert same is clean.forecasts and notes == []
+    assert same is clean.forecasts and notes == {}
     gappy = GappyInputs(ReplayInputs(week_60, home)).at(week_60.index[30])
     fixed, notes = repair_forecasts(gappy.forecasts, 0.4)  # type: ignore[attr-defined]
     assert len(notes) == 3

@@ -38,7 +38,7 @@ from dwars.env.load import profile_load_kw
 from dwars.errors import DwarsError
 from dwars.policy.base import Forecasts, Home
 from dwars.runtime.history import LoadHistory
-from dwars.runtime.loop import InputError, Inputs
+from dwars.runtime.loop import CauseLog, InputError, Inputs
 from dwars.runtime.weather_feed import PvForecaster
 from dwars.timegrid import RESOLUTIONS_MIN, infer_resolution
 
@@ -49,23 +49,6 @@ def _frozen(values: np.ndarray) -> np.ndarray:
     arr = np.array(values, dtype=float)
     arr.flags.writeable = False  # as the Forecaster's views: a controller cannot change the inputs
     return arr
-
-
-class CauseLog:
-    """Logs each cause of a degraded input once when it appears and once when it clears (keys are stable names)."""
-
-    def __init__(self, logger: logging.Logger = log) -> None:
-        self.logger = logger
-        self.active: dict[str, str] = {}
-
-    def update(self, causes: dict[str, str]) -> None:
-        """``causes``: key -> message of everything degraded now."""
-        for key, message in causes.items():
-            if key not in self.active:
-                self.logger.warning("%s", message)
-        for key in set(self.active) - set(causes):
-            self.logger.info("resolved: %s", self.active[key])
-        self.active = dict(causes)
 
 
 class LiveInputs:
@@ -111,7 +94,7 @@ class LiveInputs:
         self.history_weeks = history_weeks
         self.pv_history = pd.Timedelta(days=pv_history_days)
         self.price_retry = pd.Timedelta(minutes=price_retry_min)
-        self.causes = CauseLog()
+        self.causes = CauseLog(log)
         self._days: dict[date, pd.Series] = {}
         self._failed: dict[date, tuple[pd.Timestamp, str]] = {}
 

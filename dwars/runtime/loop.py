@@ -12,7 +12,7 @@ One :meth:`ControlLoop.decide` per interval start (from :func:`dwars.runtime.clo
 When the inverter does not take the command, the loop says so in the log and the record, and goes on: the
 inverter's revert time returns it to self-consumption, and the next interval tries again. After
 :attr:`ControlLoop.max_failures` failed intervals in a row the loop enters **safe mode**: it hands control back
-to the inverter's own self-consumption (the driver's ``fail_safe``, where it has one) and commands nothing but
+to the inverter's own self-consumption (the driver's ``fail_safe``) and commands nothing but
 self-consumption until a command has been taken again. When the battery cannot be read or the inputs are
 missing, there is nothing to decide on: the loop logs it, writes a record saying so (self-consumption, the
 reason) and goes on. The log has one record per interval, whatever happened.
@@ -21,7 +21,7 @@ Measurements are taken as they come, with two precautions: the state of charge i
 the inverter's SoC step lower, so a goal met "on the display" is met in the battery), and a forecast with
 gaps (NaN) is repaired before a controller sees it (:func:`repair_forecasts`): a missing PV value counts as
 no sun, a missing load as the mean of the known ones (or the last measured load), a missing price ends the
-known prices there.
+known prices there. Each such cause is logged when it appears and when it clears (:class:`CauseLog`).
 
 :class:`ReplayInputs` replays a scenario's prices, forecasts and measurements (the dry run, the simulated
 inverter, ``make run``); live feeds provide the same :meth:`ReplayInputs.at`.
@@ -64,30 +64,49 @@ class Inputs:
     last_load_kw: float
 
 
-def repair_forecasts(forecasts: Forecasts, last_load_kw: float) -> tuple[Forecasts, list[str]]:
-    """``forecasts`` with its gaps (NaN) filled, and a plain-words note per repaired series (empty: none).
+class CauseLog:
+    """Logs each cause of a degraded input once when it appears and once when it clears (keys are stable names)."""
+
+    def __init__(self, logger: logging.Logger = log) -> None:
+        self.logger = logger
+        self.active: dict[str, str] = {}
+
+    def update(self, causes: dict[str, str]) -> None:
+        """``causes``: key -> message of everything degraded now."""
+        for key, message in causes.items():
+            if key not in self.active:
+                self.logger.warning("%s", message)
+        for key in set(self.active) - set(causes):
+            self.logger.info("resolved: %s", self.active[key])
+        self.active = dict(causes)
+
+
+def repair_forecasts(forecasts: Forecasts, last_load_kw: float) -> tuple[Forecasts, dict[str, str]]:
+    """``forecasts`` with its gaps (NaN) filled, and a plain-words note per repaired series, keyed ``pv_gaps``,
+    ``load_gaps``, ``price_gaps`` (empty: none).
 
     PV (kW): a gap counts as no sun (the cautious side: the battery is not left empty waiting for sun that may
     not come). Load (kW): the mean of the known values, else ``last_load_kw``, else 0. Prices: the known prices
     end at the first gap (the controllers treat what follows as not yet published).
     """
-    notes: list[str] = []
+    notes: dict[str, str] = {}
     pv, load = np.asarray(forecasts.pv_kw, float), np.asarray(forecasts.load_kw, float)
     changes: dict[str, Any] = {}
     if not np.isfinite(pv).all():
-        notes.append(f"PV forecast has {int(np.sum(~np.isfinite(pv)))} gaps: counted as no sun")
+        notes["pv_gaps"] = f"PV forecast has {int(np.sum(~np.isfinite(pv)))} gaps: counted as no sun"
         changes["pv_kw"] = np.where(np.isfinite(pv), pv, 0.0)
     if not np.isfinite(load).all():
         known = load[np.isfinite(load)]
         fill = float(known.mean()) if known.size else (last_load_kw if math.isfinite(last_load_kw) else 0.0)
-        notes.append(f"load forecast has {int(np.sum(~np.isfinite(load)))} gaps: filled with {fill:.2f} kW")
+        notes["load_gaps"] = f"load forecast has {int(np.sum(~np.isfinite(load)))} gaps: filled with {fill:.2f} kW"
         changes["load_kw"] = np.where(np.isfinite(load), load, fill)
     prices = [np.asarray(forecasts.epex_eur_per_mwh, float), np.asarray(forecasts.import_price_eur_per_kwh, float),
               np.asarray(forecasts.export_price_eur_per_kwh, float)]
     bad = ~np.isfinite(prices[0]) | ~np.isfinite(prices[1]) | ~np.isfinite(prices[2])
     if bad.any():
         k = int(np.argmax(bad))
-        notes.append(f"prices missing from {pd.Timestamp(forecasts.times[k]).isoformat()}: known prices end there")
+        since = pd.Timestamp(forecasts.times[k]).isoformat()
+        notes["price_gaps"] = f"prices missing from {since}: known prices end there"
         changes.update(epex_eur_per_mwh=prices[0][:k], import_price_eur_per_kwh=prices[1][:k],
                        export_price_eur_per_kwh=prices[2][:k])
     return (dataclasses.replace(forecasts, **changes) if changes else forecasts), notes
@@ -158,7 +177,7 @@ class ControlLoop:
         self.last: tuple[State, Decision] | None = None
         self.last_forecasts: Forecasts | None = None
         self.last_interventions: list[Any] = []
-        self._warned: set[str] = set()
+        self.causes = CauseLog(log)  # forecast gaps repaired, curtailment the inverter cannot carry out
 
     async def decide(self, when: pd.Timestamp, early: str | None = None) -> Decision:
         """One interval: read, decide, check, command, log. Returns what was applied (self-consumption, with the
@@ -166,11 +185,9 @@ class ControlLoop:
         reading = await self.driver.read()
         capacity = self.home.battery.capacity_kwh
         inputs = self.inputs.at(when)
-        forecasts, repairs = repair_forecasts(inputs.forecasts, inputs.last_load_kw)
-        for note in repairs:
-            self._warn_once(note, f"{pd.Timestamp(when).isoformat()}: {note}")
+        forecasts, causes = repair_forecasts(inputs.forecasts, inputs.last_load_kw)
         # Conservative: an inverter that shows 31 % may hold 30.5 %; a goal must be met in the battery.
-        soc_pct = max(reading.soc_pct - float(getattr(reading, "soc_step_pct", 0.0)) / 2.0, 0.0)
+        soc_pct = max(reading.soc_pct - reading.soc_step_pct / 2.0, 0.0)
         state = State(pd.Timestamp(when), self.minutes, capacity * soc_pct / 100.0, soc_pct,
                       inputs.last_pv_kw, inputs.last_load_kw)
         proposed = self.controller.decide(state, forecasts)
@@ -190,10 +207,10 @@ class ControlLoop:
             await self._failed(str(err))
         else:
             self._succeeded()
-            if applied.curtail_pv and not getattr(self.driver, "can_curtail_pv", False):
-                self._warn_once("curtail", f"{pd.Timestamp(when).isoformat()}: the plan curtails PV (a negative price) "
-                                "but this inverter's register map has no way to limit PV: the surplus is exported "
-                                "and costs money at negative prices")
+            if applied.curtail_pv:  # no register map has a point for it yet (see dwars/runtime/maps/README.md)
+                causes["curtail"] = ("the plan curtails PV (a negative price) but the inverter's register map has "
+                                     "no way to limit PV: the surplus is exported and costs money at negative prices")
+        self.causes.update({key: f"{pd.Timestamp(when).isoformat()}: {note}" for key, note in causes.items()})
         if early:
             applied = dataclasses.replace(applied, reason=f"{applied.reason} (decided again: {early})")
         self.last, self.last_forecasts, self.last_interventions = (state, applied), forecasts, list(notes)
@@ -206,11 +223,6 @@ class ControlLoop:
             self.decision_log.write(decision_record(when, self.home.timezone, self.controller.name, soc_pct,
                                                     proposed, applied, notes, digest))
 
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message)
-
     async def _failed(self, why: str) -> None:
         self.failures += 1
         self.failures_in_a_row += 1
@@ -220,13 +232,11 @@ class ControlLoop:
         log.error("safe mode: %d intervals in a row without a working inverter command (last: %s). dwars hands "
                   "control back to the inverter's own self-consumption and commands nothing else until the "
                   "inverter takes commands again", self.failures_in_a_row, why)
-        fail_safe = getattr(self.driver, "fail_safe", None)
-        if fail_safe is not None:
-            try:
-                await fail_safe()
-            except (InverterError, OSError) as err:
-                log.error("safe mode: could not hand control back to the inverter either (%s); its revert time "
-                          "(%d s) does it", err, self.revert_s)
+        try:
+            await self.driver.fail_safe()
+        except (InverterError, OSError) as err:
+            log.error("safe mode: could not hand control back to the inverter either (%s); its revert time "
+                      "(%d s) does it", err, self.revert_s)
 
     def _succeeded(self) -> None:
         if self.safe_mode:
