@@ -466,16 +466,13 @@ def cmd_sim_inverter(args: argparse.Namespace) -> int:
     from dwars.config import load_config
     from dwars.policy.base import Home
     from dwars.runtime.app import replay_clock, run_until_stopped
-    from dwars.runtime.loop import ReplayInputs
     from dwars.runtime.sim_inverter import SimulatedInverter
     from dwars.runtime.sim_process import Actuals, serve_on_clock
 
     inst = load_config(_path(args.config))
     scenario = _run_scenario(args, inst)
     home = Home.from_installation(inst)
-    replay = ReplayInputs(scenario, home)
-    actuals = Actuals(pd.DatetimeIndex(scenario.index), scenario.minutes, replay.pv_kw, replay.load_kw,
-                      replay.forecaster.import_price, replay.forecaster.export_price)
+    actuals = Actuals.from_scenario(scenario, home)
     start = pd.Timestamp(args.start_at) if args.start_at else None
     clock = replay_clock(scenario, start, args.speed, args.epoch if args.epoch is not None else time.time())
     end = actuals.index[-1] + pd.Timedelta(minutes=scenario.minutes)

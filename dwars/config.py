@@ -270,9 +270,9 @@ def _range(lo: float, hi: float, *, lo_open: bool = False) -> Check:
     return check
 
 
-def _one_of(options: tuple[str, ...]) -> Check:
-    def check(v: str) -> str | None:
-        return None if v in options else f"must be one of {', '.join(options)}"
+def _one_of(options: tuple[str, ...] | tuple[int, ...]) -> Check:
+    def check(v: str | int) -> str | None:
+        return None if v in options else f"must be one of {', '.join(map(str, options))}"
 
     return check
 
@@ -281,13 +281,6 @@ def _inverter(v: str) -> str | None:
     if v in INVERTERS or v.endswith(".toml"):
         return None
     return f"must be one of {', '.join(INVERTERS)}, or the path of a register map file ending in .toml"
-
-
-def _one_of_numbers(options: tuple[int, ...]) -> Check:
-    def check(v: int) -> str | None:
-        return None if v in options else f"must be one of {', '.join(map(str, options))}"
-
-    return check
 
 
 def _timezone(v: str) -> str | None:
@@ -355,7 +348,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Check | None]]] = {
     },
     "runtime": {
         "controller": (_STR, _one_of(("rl", "rule", "mpc", "mpc_shield", "msc"))),
-        "minutes": (_INT, _one_of_numbers((15, 60))),
+        "minutes": (_INT, _one_of((15, 60))),
         "inverter": (_STR, _inverter),
         "inverter_host": (_STR, None),
         "inverter_port": (_INT, _range(1, 65535)),

@@ -22,7 +22,6 @@ from dwars.runtime.app import run_live, run_replay
 from dwars.runtime.clock import SimulatedClock
 from dwars.runtime.history import LoadHistory
 from dwars.runtime.ledger import DayLedger, IntervalMeasurement, battery_ac_kw
-from dwars.runtime.loop import ReplayInputs
 from dwars.runtime.meter import simulated_p1_server
 from dwars.runtime.sim_inverter import SimulatedInverter
 from dwars.runtime.sim_process import Actuals, serve_on_clock
@@ -51,9 +50,7 @@ def test_a_replayed_day_reports_to_home_assistant_and_follows_its_change(tmp_pat
     home = Home.from_installation(inst)
     day = pd.Timestamp("2024-03-28", tz="Europe/Amsterdam").tz_convert("UTC")
     end = day + pd.Timedelta(hours=24)
-    replay = ReplayInputs(week_60, home)
-    actuals = Actuals(pd.DatetimeIndex(week_60.index), 60, replay.pv_kw, replay.load_kw,
-                      replay.forecaster.import_price, replay.forecaster.export_price)
+    actuals = Actuals.from_scenario(week_60, home)
     watcher = Watcher(broker)
     trace, log = tmp_path / "inverter.jsonl", tmp_path / "decisions.jsonl"
 
@@ -125,9 +122,7 @@ def test_the_live_mode_decides_on_the_feeds_against_the_inverter(
     end = start + pd.Timedelta(hours=3)
     inst0 = load_config(ROOT / "examples" / "home.toml")
     home = Home.from_installation(inst0)
-    replay = ReplayInputs(week_15, home)
-    actuals = Actuals(pd.DatetimeIndex(week_15.index), 15, replay.pv_kw, replay.load_kw,
-                      replay.forecaster.import_price, replay.forecaster.export_price)
+    actuals = Actuals.from_scenario(week_15, home)
 
     kettle_on = start + pd.Timedelta(minutes=100)  # the P1 meter sees 6.5 kW of import from here on
 

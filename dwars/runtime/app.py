@@ -1,15 +1,16 @@
 """Assemble ``dwars run`` from a home's config: driver, inputs, controller, shield, log, clock, hooks.
 
-:func:`run_from_config` is what the command line (and the systemd unit, and the Home Assistant add-on) runs:
-it connects to the inverter named in ``[runtime]``, opens the decision log in the data folder, and decides
-every interval until stopped. ``replay`` (a scenario) and a simulated clock turn it into a dry run on a real
-(or simulated) inverter: the same code path, with recorded inputs.
+:func:`run_live` is what the command line (and the systemd unit, and the Home Assistant add-on) runs: it
+connects to the inverter named in ``[runtime]``, opens the decision log in the data folder, and decides every
+interval until stopped. :func:`run_replay` (a scenario, and a simulated clock) turns it into a dry run on a real
+(or simulated) inverter. Both are :func:`run_loop`: the same code path, with live or recorded inputs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -77,6 +78,18 @@ def planned_modes(controller: Any) -> np.ndarray | None:
     return np.where(grid_charging, int(Mode.IMPORT), int(Mode.MSC))
 
 
+@dataclass(frozen=True)
+class OpenInterval:
+    """An interval as it began: start (UTC), battery energy (kWh), its prices (EUR/kWh) and PV (kW, forecast until
+    the next decision brings the measured value)."""
+
+    start: pd.Timestamp
+    energy_kwh: float
+    import_price_eur_per_kwh: float
+    export_price_eur_per_kwh: float
+    pv_kw: float
+
+
 class StatusKeeper:
     """After each decision: cost the interval that just ended, and build the :class:`RuntimeStatus` snapshot.
 
@@ -89,12 +102,10 @@ class StatusKeeper:
         self.inst = inst
         self.loop = loop
         self.ledger = DayLedger(inst.site.timezone, inst.battery.efficiency_one_way)
-        self.previous: tuple[pd.Timestamp, float, float, float] | None = None  # start, energy, prices
-        self._previous_pv_kw = float("nan")
+        self.open: OpenInterval | None = None  # the interval decided last, to be costed when the next one starts
+        self.finished: OpenInterval | None = None  # the interval that ended at the last decision
         self.shield_day: pd.Timestamp | None = None
         self.shield_today = 0
-        self.previous_interval: tuple[pd.Timestamp, float, float] | None = None  # start, energy, PV (kW) of the
-        # interval that just ended (set when the next decision arrives)
 
     def after(self, trigger: Trigger, applied: Decision,
               meter_flows: tuple[float, float] | None = None) -> RuntimeStatus | None:
@@ -102,19 +113,20 @@ class StatusKeeper:
             return None
         state, _ = self.loop.last
         f = self.loop.last_forecasts
-        if trigger.early is None and self.previous is not None:
-            start, energy, price_in, price_out = self.previous
-            pv = state.last_pv_kw if np.isfinite(state.last_pv_kw) else self._previous_pv_kw
-            self.previous_interval = (start, energy, pv)
-            if state.time - start == pd.Timedelta(minutes=state.minutes) and np.isfinite(state.last_pv_kw) \
-                    and np.isfinite(state.last_load_kw):
+        if trigger.early is None:
+            self.finished = self.open
+            done = self.open
+            if done is not None and state.time - done.start == pd.Timedelta(minutes=state.minutes) \
+                    and np.isfinite(state.last_pv_kw) and np.isfinite(state.last_load_kw):
                 grid = meter_flows if meter_flows is not None else (None, None)
-                self.ledger.add(IntervalMeasurement(start, state.minutes, state.last_pv_kw, state.last_load_kw,
-                                                    state.energy_kwh - energy, price_in, price_out, *grid))
-        if f.n_price_known and trigger.early is None:
-            self.previous = (state.time, state.energy_kwh, float(f.import_price_eur_per_kwh[0]),
-                             float(f.export_price_eur_per_kwh[0]))
-            self._previous_pv_kw = float(f.pv_kw[0])
+                self.ledger.add(IntervalMeasurement(done.start, state.minutes, state.last_pv_kw, state.last_load_kw,
+                                                    state.energy_kwh - done.energy_kwh, done.import_price_eur_per_kwh,
+                                                    done.export_price_eur_per_kwh, *grid))
+            if done is not None and np.isfinite(state.last_pv_kw):  # measured PV replaces the forecast
+                self.finished = dataclasses.replace(done, pv_kw=state.last_pv_kw)
+            self.open = OpenInterval(state.time, state.energy_kwh, float(f.import_price_eur_per_kwh[0]),
+                                     float(f.export_price_eur_per_kwh[0]), float(f.pv_kw[0])) \
+                if f.n_price_known else None
         day = state.time.tz_convert(self.inst.site.timezone).normalize()
         if day != self.shield_day:
             self.shield_day, self.shield_today = day, 0
@@ -142,15 +154,14 @@ def driver_for(inst: Installation, host: str | None = None, port: int | None = N
 def record_load(history: Any, keeper: StatusKeeper, state: Any, flows: tuple[float, float]) -> None:
     """The finished interval's house load into the load history: grid import - export + PV - the battery's AC
     power (PV as measured where the inputs have it, else as forecast for it)."""
-    previous = keeper.previous_interval
-    if previous is None:
+    done = keeper.finished
+    if done is None:
         return
-    start, energy_kwh, pv_kw = previous
-    dt_h = state.minutes / 60.0
-    battery = battery_ac_kw(state.energy_kwh - energy_kwh, dt_h, keeper.inst.battery.efficiency_one_way)
-    load_kw = flows[0] - flows[1] + pv_kw - battery
+    battery = battery_ac_kw(state.energy_kwh - done.energy_kwh, state.minutes / 60.0,
+                            keeper.inst.battery.efficiency_one_way)
+    load_kw = flows[0] - flows[1] + done.pv_kw - battery
     if np.isfinite(load_kw) and load_kw >= 0:
-        history.record(start, state.minutes, load_kw)
+        history.record(done.start, state.minutes, load_kw)
 
 
 def open_bridge(inst: Installation, config_path: str | Path | None,
@@ -307,10 +318,11 @@ async def run_replay(inst: Installation, scenario: Scenario, clock: Clock, log_p
                           policy_path, port, config_path, scenario)
 
 
-def live_inputs_for(inst: Installation, paths: RunPaths, clock: Clock | None = None) -> Callable[[Home], Any]:
-    """``inputs_for(home)`` of the live feeds in ``[runtime]``: prices (the chosen feed, then the other one where
-    it can be used, then the disk cache), the PV forecast and the load history. The feeds and the history are
-    made once and shared by the inputs made again after a config change."""
+def live_inputs_for(inst: Installation, paths: RunPaths,
+                    clock: Clock | None = None) -> tuple[Callable[[Home], Any], Any]:
+    """``(inputs_for(home), load history)`` of the live feeds in ``[runtime]``: prices (the chosen feed, then the
+    other one where it can be used, then the disk cache), the PV forecast and the load history. The feeds and the
+    history are made once and shared by the inputs made again after a config change."""
     from dwars.runtime.history import LoadHistory
     from dwars.runtime.live_inputs import LiveInputs
     from dwars.runtime.prices import ENERGYZERO_URL, ENTSOE_URL, EnergyZeroFeed, EntsoeFeed, PriceSource
@@ -336,8 +348,7 @@ def live_inputs_for(inst: Installation, paths: RunPaths, clock: Clock | None = N
     def inputs_for(home: Home) -> LiveInputs:
         return LiveInputs(home, r.minutes, prices, pv, history, clock)
 
-    inputs_for.history = history  # type: ignore[attr-defined]  # the loop records measured load into it
-    return inputs_for
+    return inputs_for, history
 
 
 async def run_live(inst: Installation, config_path: str | Path | None, clock: Clock | None = None,
@@ -346,12 +357,11 @@ async def run_live(inst: Installation, config_path: str | Path | None, clock: Cl
     """``dwars run``: live feeds, the inverter and Home Assistant of the config, on the wall clock until stopped."""
     paths = RunPaths.for_config(inst, config_path)
     clock = clock or SystemClock()
-    inputs_for = live_inputs_for(inst, paths, clock)
+    inputs_for, history = live_inputs_for(inst, paths, clock)
     meter = open_meter_watch(inst, meter_poll_s)
     if meter is None:
         log.warning("no P1 meter in the config (runtime.meter): the load forecast stays on the standard profile and "
                     "today's cost is inferred from the battery and the forecasts")
-    history = inputs_for.history if hasattr(inputs_for, "history") else None
     return await run_loop(inst, inputs_for, inst.runtime.minutes, clock, log_path or paths.decision_log, until,
                           policy_path, None, config_path, meter=meter, history=history)
 
@@ -380,6 +390,3 @@ def run_until_stopped(main: Coroutine[Any, Any, T]) -> T | None:
             return None
 
     return asyncio.run(guarded())
-
-
-__all__ = ["RunPaths", "SystemClock", "driver_for", "replay_clock", "run_live", "run_replay", "run_until_stopped"]

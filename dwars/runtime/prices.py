@@ -34,6 +34,7 @@ from typing import ClassVar
 
 import pandas as pd
 
+from dwars.config import PRICE_SOURCES
 from dwars.errors import DataError
 from dwars.timegrid import LOCAL_TZ
 
@@ -327,7 +328,6 @@ class EntsoeFeed:
 
 
 PriceFeed = EnergyZeroFeed | EntsoeFeed
-PRICE_SOURCES: tuple[str, ...] = ("energyzero", "entsoe")
 
 
 class PriceSource:

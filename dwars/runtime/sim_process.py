@@ -27,7 +27,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dwars.data.scenario import Scenario
+from dwars.policy.base import Home
 from dwars.runtime.clock import Clock, next_boundary
+from dwars.runtime.loop import ReplayInputs
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,13 @@ class Actuals:
     load_kw: np.ndarray
     import_price_eur_per_kwh: np.ndarray
     export_price_eur_per_kwh: np.ndarray
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario, home: Home) -> Actuals:
+        """A scenario's actuals, as the dry run replays them (PV modelled or measured, the home's tariff)."""
+        replay = ReplayInputs(scenario, home)
+        return cls(pd.DatetimeIndex(scenario.index), scenario.minutes, replay.pv_kw, replay.load_kw,
+                   replay.forecaster.import_price, replay.forecaster.export_price)
 
     def at(self, when: pd.Timestamp) -> int:
         """Index of the interval that contains ``when`` (ValueError outside the scenario)."""

@@ -14,13 +14,14 @@ Every meter has ``async read() -> MeterReading`` and raises :class:`MeterError` 
 
 from __future__ import annotations
 
+from dwars.config import METERS
 from dwars.runtime.meter.dsmr import DsmrSerialMeter, DsmrTcpMeter, LatestReading, TelegramBuffer
 from dwars.runtime.meter.homewizard import HomeWizardMeter, parse_homewizard
 from dwars.runtime.meter.peak import PeakWatch, unexpected_peak
 from dwars.runtime.meter.reading import Meter, MeterError, MeterReading, dsmr_time_to_utc, parse_telegram
 from dwars.runtime.meter.simulated import SimulatedP1Server, Totals, build_telegram, simulated_p1_server
 
-METER_KINDS = ("dsmr_tcp", "dsmr_serial", "homewizard")
+METER_KINDS = tuple(kind for kind in METERS if kind != "none")  # the config's kinds that are a meter
 
 
 def open_meter(kind: str, host: str = "", port: int = 2001, device: str = "/dev/ttyUSB0",
