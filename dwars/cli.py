@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -387,6 +388,25 @@ def cmd_log_shield(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_scenario_arguments(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """--scenario, or --start/--days/--minutes to build one from the bundled 2024 samples (:func:`_run_scenario`)."""
+    parser.add_argument("--scenario",
+                        help=f"{when}scenario CSV to replay (default: built from the bundled 2024 samples)")
+    parser.add_argument("--start", default="2024-06-01", metavar="YYYY-MM-DD",
+                        help="first local day, without --scenario (default %(default)s)")
+    parser.add_argument("--days", type=int, default=2, help="days, without --scenario (default %(default)s)")
+    parser.add_argument("--minutes", type=int, choices=(15, 60), default=15, help="interval length (default 15)")
+
+
+def _add_clock_arguments(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """--speed, --epoch and --start-at of a simulated clock (:func:`dwars.runtime.app.replay_clock`)."""
+    parser.add_argument("--speed", type=float, default=1.0, help=f"{when}simulated seconds per real second")
+    parser.add_argument("--epoch", type=float, metavar="UNIX_S",
+                        help=f"{when}the real time (s since 1970) at which the clock showed its start; give "
+                             "dwars run and dwars sim-inverter the same one so both run on one clock (default: now)")
+    parser.add_argument("--start-at", metavar="TIME", help=f"{when}the clock's start (default: the scenario's)")
+
+
 def _run_scenario(args: argparse.Namespace, inst: Any) -> Any:
     """The scenario of --scenario, else built from the bundled 2024 samples for --start/--days/--minutes."""
     import pandas as pd
@@ -409,6 +429,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dwars.config import load_config
 
     inst = load_config(_path(args.config))
+    if args.controller:
+        inst = inst.replace(runtime=dataclasses.replace(inst.runtime, controller=args.controller))
     if args.simulate:
         return _run_simulated(args, inst)
     if args.replay:
@@ -501,16 +523,17 @@ def _run_simulated(args: argparse.Namespace, inst: Any) -> int:
     from dwars.runtime.simulate import compare, simulated_run
 
     scenario = _run_scenario(args, inst)
+    controller = inst.runtime.controller
     log_path = Path(args.log or "out/run/decisions.jsonl")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     if log_path.is_file() and log_path.stat().st_size > 0:  # a dry run starts its own log; keep the last one
         kept = log_path.with_name(f"{log_path.stem}.previous{log_path.suffix}")
         log_path.replace(kept)
         console.print(f"the previous dry run's log is now {escape(str(kept))}")
-    with console.status(f"running {args.controller} against the simulated inverter ({len(scenario.frame)} "
+    with console.status(f"running {controller} against the simulated inverter ({len(scenario.frame)} "
                         "intervals, Modbus TCP on 127.0.0.1) ..."):
-        summary = simulated_run(inst, scenario, args.controller, log_path, args.policy)
-    others = [c.strip() for c in args.compare.split(",") if c.strip() and c.strip() != args.controller]
+        summary = simulated_run(inst, scenario, controller, log_path, args.policy)
+    others = [c.strip() for c in args.compare.split(",") if c.strip() and c.strip() != controller]
     with console.status(f"running {', '.join(others)} the same way on the same days, for comparison ..."):
         reference = {name: r.figures for name, r in compare(inst, scenario, others, args.policy).items()}
     cmd_log(argparse.Namespace(file=str(log_path), since=None, tz=inst.site.timezone, controller=None,
@@ -527,7 +550,7 @@ def _run_simulated(args: argparse.Namespace, inst: Any) -> int:
     table.add_column("goals missed", justify="right")
     table.add_column("shield", justify="right")
     without = summary.cost_without_battery_eur
-    rows = [(f"{args.controller} (this run)", summary.figures), *reference.items()]
+    rows = [(f"{controller} (this run)", summary.figures), *reference.items()]
     for name, figures in rows:
         missed = sum(figures["violations"].values()) if name != "none" else 0
         shield_rate = figures.get("shield_rate", 0.0)
@@ -727,19 +750,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="against a simulated inverter, in lock-step, as fast as it goes (a dry run)")
     rn.add_argument("--replay", metavar="SCENARIO.csv",
                     help="replay a scenario's inputs on a (simulated) clock against the inverter in the config")
-    rn.add_argument("--speed", type=float, default=1.0, help="with --replay: simulated seconds per real second")
-    rn.add_argument("--epoch", type=float, metavar="UNIX_S",
-                    help="with --replay: the real time (s since 1970) at which the clock showed its start; share "
-                         "it with dwars sim-inverter so both run on one clock (default: now)")
-    rn.add_argument("--start-at", metavar="TIME", help="with --replay: the clock's start (default: the scenario's)")
+    _add_clock_arguments(rn, "with --replay: ")
     rn.add_argument("--until", metavar="TIME", help="with --replay: stop at this time (default: the scenario's end)")
     rn.add_argument("--inverter-port", type=int, help="Modbus TCP port of the inverter (default: the config's)")
-    rn.add_argument("--scenario", help="scenario CSV to replay (default: built from the bundled 2024 samples)")
-    rn.add_argument("--start", default="2024-06-01", metavar="YYYY-MM-DD",
-                    help="first local day, without --scenario (default %(default)s)")
-    rn.add_argument("--days", type=int, default=2, help="days to run, without --scenario (default %(default)s)")
-    rn.add_argument("--minutes", type=int, choices=(15, 60), default=15, help="interval length (default 15)")
-    rn.add_argument("--controller", default="rl", help="rule, mpc, mpc_shield, rl, ... (default %(default)s)")
+    _add_scenario_arguments(rn, "with --simulate: ")
+    rn.add_argument("--controller", help="rule, mpc, mpc_shield, rl, ... (default: the config's runtime.controller)")
     rn.add_argument("--policy", metavar="FILE.onnx", help="ONNX policy for the rl controller")
     rn.add_argument("--log", metavar="FILE.jsonl",
                     help="the decision log (default: out/run/decisions.jsonl with --simulate, else "
@@ -756,14 +771,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "falls back to self-consumption when commands stop. Point dwars run --replay at it.",
         epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
     si.add_argument("--config", required=True, help="installation TOML (battery, PV, tariff)")
-    si.add_argument("--scenario", help="scenario CSV (default: built from the bundled 2024 samples)")
-    si.add_argument("--start", default="2024-06-01", metavar="YYYY-MM-DD", help="first local day, without --scenario")
-    si.add_argument("--days", type=int, default=2, help="days, without --scenario (default %(default)s)")
-    si.add_argument("--minutes", type=int, choices=(15, 60), default=15, help="interval length (default 15)")
+    _add_scenario_arguments(si)
     si.add_argument("--port", type=int, default=0, help="TCP port (default: a free one, printed)")
-    si.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
-    si.add_argument("--epoch", type=float, metavar="UNIX_S", help="real time at which the clock showed its start")
-    si.add_argument("--start-at", metavar="TIME", help="the clock's start (default: the scenario's)")
+    _add_clock_arguments(si)
     si.add_argument("--trace", metavar="FILE.jsonl", help="write the inverter's account of every interval here")
     si.set_defaults(func=cmd_sim_inverter)
 
