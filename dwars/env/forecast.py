@@ -446,6 +446,22 @@ def pv_skill_by_lead(forecaster: Forecaster, edges_h: tuple[float, ...] = LEAD_B
 # --------------------------------------------------------------------------------------------------
 
 
+def persistence_decay(n: int, dt_h: float) -> np.ndarray:
+    """Weight of the last hour's clear-sky index at leads 0..n-1 (the rest goes to the last day's)."""
+    return np.exp(-(np.arange(n) + 1) * dt_h / PERSISTENCE_H)
+
+
+def clearsky_index_forecast_kw(k_recent: npt.ArrayLike, k_day: npt.ArrayLike, decay: npt.ArrayLike,
+                               reference_kw: npt.ArrayLike, capped: bool) -> np.ndarray:
+    """The clear-sky index forecast (kW): the last hour's index blended into the last day's over the lead
+    (``decay``: :func:`persistence_decay`), times the reference. ``capped``: the reference is the clear-sky PV
+    itself, so an index above 1 would exceed what the sky allows; otherwise (clear-sky GHI as the reference of
+    a measured-PV home) only negative indices are cut."""
+    k_recent, k_day = np.asarray(k_recent, dtype=float), np.asarray(k_day, dtype=float)
+    k = k_day + (k_recent - k_day) * np.asarray(decay, dtype=float)
+    return (np.clip(k, 0.0, 1.0) if capped else np.maximum(k, 0.0)) * np.asarray(reference_kw, dtype=float)
+
+
 def _frozen(values: npt.ArrayLike, dtype: type = float) -> np.ndarray:
     """A read-only copy: views handed to controllers cannot corrupt the forecaster."""
     arr = np.array(values, dtype=dtype)
@@ -538,7 +554,7 @@ class Forecaster:
         self._ref_kw, self.pv_clearsky_kw = self._envelope(inst)
         self._pv_matrix: np.ndarray | None = None
         self._k_recent = self._k_day = np.zeros(0)
-        self._decay = np.exp(-(np.arange(self.horizon) + 1) * self.dt_h / PERSISTENCE_H)
+        self._decay = persistence_decay(self.horizon, self.dt_h)
         if pv_mode == "weather":
             self._pv_matrix = self._weather_matrix(pv_error)
         elif pv_mode == "clearsky_index":
@@ -642,8 +658,8 @@ class Forecaster:
             return self.pv_actual_kw[i:end]
         if self._pv_matrix is not None:
             return self._pv_matrix[i, :h]
-        k = self._k_day[i] + (self._k_recent[i] - self._k_day[i]) * self._decay[:h]
-        return self._clearsky_index_forecast(k, self._ref_kw[i:end], self.pv_clearsky_kw[i:end])
+        return clearsky_index_forecast_kw(self._k_recent[i], self._k_day[i], self._decay[:h], self._ref_kw[i:end],
+                                          self.home.installation.pv is not None)
 
     def load_forecast(self, i: int, n: int | None = None) -> np.ndarray:
         """Load forecast (kW) made at interval ``i`` for its next ``n`` intervals (default H), cut at the end."""
@@ -665,8 +681,8 @@ class Forecaster:
         elif self._pv_matrix is not None:
             out = self._pv_matrix[issue, safe_lead]
         else:
-            k = self._k_day[issue] + (self._k_recent[issue] - self._k_day[issue]) * self._decay[safe_lead]
-            out = self._clearsky_index_forecast(k, self._ref_kw[target], self.pv_clearsky_kw[target])
+            out = clearsky_index_forecast_kw(self._k_recent[issue], self._k_day[issue], self._decay[safe_lead],
+                                             self._ref_kw[target], self.home.installation.pv is not None)
         return np.where(valid, out, np.nan)
 
     def load_forecast_batch(self, issues: npt.ArrayLike, leads: npt.ArrayLike) -> np.ndarray:
@@ -691,8 +707,3 @@ class Forecaster:
         if issue.size and (issue.min() < 0 or issue.max() >= self.n):
             raise IndexError(f"issue intervals must lie in 0..{self.n - 1}")
 
-    def _clearsky_index_forecast(self, k: np.ndarray, ref: np.ndarray, env: np.ndarray) -> np.ndarray:
-        if self.home.installation.pv is not None:
-            # The reference is the envelope itself: an index above 1 would exceed what the sky allows.
-            return np.clip(k, 0.0, 1.0) * ref
-        return np.maximum(k, 0.0) * ref

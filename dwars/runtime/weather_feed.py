@@ -31,11 +31,12 @@ import pandas as pd
 
 from dwars.config import Installation
 from dwars.env.forecast import (
-    PERSISTENCE_H,
     PRIOR_CLEARSKY_INDEX,
     clean_clearsky_ghi_w_per_m2,
+    clearsky_index_forecast_kw,
     clearsky_index_state,
     clearsky_pv_kw,
+    persistence_decay,
 )
 from dwars.env.pv import DEFAULT_TEMP_AIR_C, pv_ac_kw
 from dwars.errors import DataError
@@ -284,14 +285,9 @@ class PvForecaster:
         k_recent, k_day = clearsky_index_state(np.where(known, pv, 0.0), np.where(known | (grid >= times[0]), ref, 0.0),
                                                self.minutes, prior)
         i = int(np.searchsorted(grid.asi8, times[0].value))
-        lead = np.arange(len(times))
-        decay = np.exp(-(lead + 1) * (self.minutes / 60.0) / PERSISTENCE_H)
-        k = k_day[i] + (k_recent[i] - k_day[i]) * decay
         target = ref[i + ((times - times[0]) // step).to_numpy(dtype=np.int64)]
-        if self.inst.pv is not None:
-            # The reference is the clear-sky PV itself: an index above 1 would exceed what the sky allows.
-            return np.clip(k, 0.0, 1.0) * target
-        return np.maximum(k, 0.0) * target
+        return clearsky_index_forecast_kw(k_recent[i], k_day[i], persistence_decay(len(times), self.minutes / 60.0),
+                                          target, self.inst.pv is not None)
 
     def _reference_kw(self, times: pd.DatetimeIndex) -> np.ndarray:
         if self.inst.pv is not None:
