@@ -118,10 +118,8 @@ class LiveInputs:
         measured = self.history.series(start - self.pv_history, start, self.minutes)
         pv = self.pv.forecast(times, measured["pv_kw"], now)
         causes.update(dict(pv.causes))
-        pv_kw = np.asarray(pv.pv_kw, dtype=float)
-        if not np.isfinite(pv_kw).all():  # pragma: no cover - the fallback is finite; a guard, not a path
-            causes["pv_nan"] = "the PV forecast had non-finite values; they are taken as 0 kW"
-            pv_kw = np.where(np.isfinite(pv_kw), pv_kw, 0.0)
+        pv_kw = np.asarray(pv.pv_kw, dtype=float)  # finite: the fallback fills the feed's gaps (and the control
+        # loop's repair_forecasts would count any left as no sun)
 
         load_kw = self.history.load_forecast_kw(times, self.minutes, self.inst.load.annual_kwh, self.history_weeks)
         if not np.isfinite(load_kw).all():
