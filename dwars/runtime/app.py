@@ -29,10 +29,10 @@ from dwars.policy.base import Home
 from dwars.policy.decision_log import DecisionLog
 from dwars.policy.registry import make_controller
 from dwars.policy.shield import Shield
-from dwars.runtime.clock import Clock, SimulatedClock, SystemClock
+from dwars.runtime.clock import Clock, SimulatedClock, SystemClock, Tick
 from dwars.runtime.driver import InverterError, open_driver
 from dwars.runtime.ledger import DayLedger, IntervalMeasurement, battery_ac_kw
-from dwars.runtime.live import Runner, Trigger
+from dwars.runtime.live import Runner
 from dwars.runtime.loop import ControlLoop, ReplayInputs
 from dwars.runtime.status import RuntimeStatus, next_charge_block
 
@@ -107,7 +107,7 @@ class StatusKeeper:
         self.shield_day: pd.Timestamp | None = None
         self.shield_today = 0
 
-    def after(self, trigger: Trigger, applied: Decision,
+    def after(self, trigger: Tick, applied: Decision,
               meter_flows: tuple[float, float] | None = None) -> RuntimeStatus | None:
         if self.loop.last is None or self.loop.last_forecasts is None:
             return None
@@ -271,7 +271,7 @@ async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minute
             loop = ControlLoop(home, controller, driver, inputs_for(home), minutes, Shield(home), decision_log)
             keeper = StatusKeeper(inst, loop)
 
-            def after_each(trigger: Trigger, applied: Decision) -> None:
+            def after_each(trigger: Tick, applied: Decision) -> None:
                 flows = meter.flows(trigger.start, minutes) if meter is not None and not trigger.early else None
                 status = keeper.after(trigger, applied, flows)
                 if meter is not None and loop.last_forecasts is not None:

@@ -111,26 +111,38 @@ class SimulatedClock:
 
 @dataclass(frozen=True)
 class Tick:
-    """One decision time: the interval start (UTC), and how many interval starts were skipped before it."""
+    """One decision time: the interval start (UTC), how many interval starts were skipped before it, and, for a
+    decision again within an interval already decided, why (in plain words; None: the interval began)."""
 
     start: pd.Timestamp
     missed: int = 0
+    early: str | None = None
 
 
-async def ticks(clock: Clock, minutes: int, until: pd.Timestamp | None = None,
-                first_now: bool = True) -> AsyncIterator[Tick]:
+async def ticks(clock: Clock, minutes: int, until: pd.Timestamp | None = None, first_now: bool = True,
+                requests: asyncio.Queue[str] | None = None) -> AsyncIterator[Tick]:
     """Each interval start of ``minutes`` from now on, as the clock reaches it, until ``until`` (exclusive).
 
     ``first_now``: begin with the interval already under way (the runtime decides at start-up), else with the
     next boundary. A consumer that falls behind gets the current interval next, with ``missed`` counting the
-    starts it skipped (logged once as a warning), never a burst of stale ones.
+    starts it skipped (logged once as a warning), never a burst of stale ones. ``requests``: each reason put on
+    this queue between two starts yields an early tick for the interval under way (several requests before the
+    consumer gets to them count as one).
     """
     _check_minutes(minutes)
     step = pd.Timedelta(minutes=minutes)
     end = _utc(until, "until") if until is not None else None
     due = interval_start(clock.now(), minutes) if first_now else next_boundary(clock.now(), minutes)
     while end is None or due < end:
-        await clock.sleep_until(due)
+        if requests is None:
+            await clock.sleep_until(due)
+        else:
+            reasons = await _sleep_or_requests(clock, due, requests)
+            if reasons:
+                current = interval_start(clock.now(), minutes)
+                if current < due:  # the interval under way was decided already: decide it again
+                    yield Tick(current, early="; ".join(dict.fromkeys(reasons)))
+                continue
         current = interval_start(clock.now(), minutes)
         missed = max(int((current - due) / step), 0)
         if missed:
@@ -141,3 +153,22 @@ async def ticks(clock: Clock, minutes: int, until: pd.Timestamp | None = None,
                 return
         yield Tick(due, missed)
         due = due + step
+
+
+async def _sleep_or_requests(clock: Clock, due: pd.Timestamp, requests: asyncio.Queue[str]) -> list[str]:
+    """Wait until ``due`` or the first request; the requests that came (empty: ``due`` was reached; a request
+    that comes at the same moment is dropped, the decision at ``due`` sees what it was about)."""
+    waiter = asyncio.ensure_future(clock.sleep_until(due))
+    getter = asyncio.ensure_future(requests.get())
+    try:
+        done, _ = await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiter, getter):
+            if not task.done():
+                task.cancel()
+    if getter not in done or waiter in done:
+        return []
+    reasons = [getter.result()]
+    while not requests.empty():
+        reasons.append(requests.get_nowait())
+    return reasons

@@ -2,8 +2,9 @@
 
 :class:`Runner` puts the pieces together around one :class:`~dwars.runtime.loop.ControlLoop`:
 
-- **when** to decide: every interval start of the clock (:func:`decision_times`), and early, within the
-  interval, when something asks for it (new day-ahead prices, an unexpected import peak on the P1 meter);
+- **when** to decide: every interval start of the clock (:func:`~dwars.runtime.clock.ticks`), and early,
+  within the interval, when something asks for it (new day-ahead prices, an unexpected import peak on the P1
+  meter);
 - **what** it decides on: the inputs (live feeds, or a replayed scenario for a dry run on a real clock);
 - **after** each decision: the status for Home Assistant and the measured load for the load history.
 
@@ -16,60 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
 from dwars.env.modes import Decision
-from dwars.runtime.clock import Clock, interval_start
+from dwars.runtime.clock import Clock, Tick, ticks
 from dwars.runtime.loop import ControlLoop
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """A moment to decide: the interval start (UTC), and why (``None``: the interval began; else a reason to
-    decide again within the interval, in plain words)."""
-
-    start: pd.Timestamp
-    early: str | None = None
-
-
-async def decision_times(clock: Clock, minutes: int, requests: asyncio.Queue[str],
-                         until: pd.Timestamp | None = None) -> AsyncIterator[Trigger]:
-    """Every interval start from the current interval on, and an early :class:`Trigger` for each request put
-    on ``requests`` in between (several requests before the loop gets to them count as one)."""
-    step = pd.Timedelta(minutes=minutes)
-    due = interval_start(clock.now(), minutes)
-    while until is None or due < until:
-        waiter = asyncio.ensure_future(clock.sleep_until(due))
-        getter = asyncio.ensure_future(requests.get())
-        try:
-            done, _ = await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiter, getter):
-                if not task.done():
-                    task.cancel()
-        if getter in done and waiter not in done:
-            reasons = [getter.result()]
-            while not requests.empty():
-                reasons.append(requests.get_nowait())
-            current = interval_start(clock.now(), minutes)
-            if current < due:  # the interval under way was decided already: decide it again
-                yield Trigger(current, "; ".join(dict.fromkeys(reasons)))
-            continue
-        current = interval_start(clock.now(), minutes)
-        if current > due:
-            log.warning("the decision loop fell behind: skipped %d interval(s), deciding for %s",
-                        int((current - due) / step), current.isoformat())
-            due = current
-            if until is not None and due >= until:
-                return
-        yield Trigger(due)
-        due = due + step
 
 
 class Runner:
@@ -85,7 +42,7 @@ class Runner:
     """
 
     def __init__(self, loop: ControlLoop, clock: Clock,
-                 after_each: Callable[[Trigger, Decision], Any] | None = None,
+                 after_each: Callable[[Tick, Decision], Any] | None = None,
                  watchers: tuple[Callable[[asyncio.Queue[str]], Any], ...] = ()) -> None:
         self.loop = loop
         self.clock = clock
@@ -99,7 +56,7 @@ class Runner:
         """Decide until ``until`` (UTC, exclusive; None: until cancelled). Returns the number of decisions."""
         tasks = [asyncio.ensure_future(watch(self.requests)) for watch in self.watchers]
         try:
-            async for trigger in decision_times(self.clock, self.loop.minutes, self.requests, until):
+            async for trigger in ticks(self.clock, self.loop.minutes, until, requests=self.requests):
                 if trigger.early:
                     log.info("deciding %s again: %s", trigger.start.isoformat(), trigger.early)
                     self.early += 1
