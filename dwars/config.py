@@ -261,13 +261,23 @@ class Installation:
 Check = Callable[[Any], str | None]
 
 
-def _range(lo: float, hi: float, *, lo_open: bool = False) -> Check:
-    def check(v: float) -> str | None:
-        if (v > lo if lo_open else v >= lo) and v <= hi:
-            return None
-        return f"must be more than {lo:g} and at most {hi:g}" if lo_open else f"must be {lo:g}..{hi:g}"
+@dataclass(frozen=True)
+class _Range:
+    """A numeric range check that also tells its bounds (:func:`key_range`)."""
 
-    return check
+    lo: float
+    hi: float
+    lo_open: bool = False
+
+    def __call__(self, v: float) -> str | None:
+        if (v > self.lo if self.lo_open else v >= self.lo) and v <= self.hi:
+            return None
+        return (f"must be more than {self.lo:g} and at most {self.hi:g}" if self.lo_open
+                else f"must be {self.lo:g}..{self.hi:g}")
+
+
+def _range(lo: float, hi: float, *, lo_open: bool = False) -> Check:
+    return _Range(lo, hi, lo_open)
 
 
 def _one_of(options: tuple[str, ...] | tuple[int, ...]) -> Check:
@@ -372,6 +382,15 @@ _SCHEMA: dict[str, dict[str, tuple[str, Check | None]]] = {
 _TOP_LEVEL = ("name", *(s for s in _SCHEMA if "." not in s))
 # Goals may be switched off by writing `false` instead of a number (TOML has no null).
 _DISABLEABLE = {("goals", "endpoint_hour"), ("goals", "night_end_soc_pct")}
+
+
+def key_range(section: str, key: str) -> tuple[float, float]:
+    """(min, max) the validator allows for a numeric key such as ``("battery", "reserve_pct")``, so a user
+    interface never offers a value the file would refuse. ValueError for a key without a closed range."""
+    _, check = _SCHEMA[section][key]
+    if not isinstance(check, _Range) or check.lo_open:
+        raise ValueError(f"{section}.{key}: the config validator has no closed range for it")
+    return check.lo, check.hi
 
 
 def _convert(kind: str, value: Any) -> Any:

@@ -39,7 +39,6 @@ binary_sensor, select, number); sensor device and state classes: https://develop
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import math
@@ -61,7 +60,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tomlkit.exceptions import TOMLKitError
 
 from dwars import __version__
-from dwars.config import _SCHEMA, PROFILES, ConfigError, Installation, installation_from_dict, load_config
+from dwars.config import PROFILES, ConfigError, Installation, installation_from_dict, key_range, load_config
 from dwars.runtime.status import RuntimeStatus
 
 log = logging.getLogger(__name__)
@@ -167,18 +166,8 @@ SENSORS: tuple[Entity, ...] = (
 )
 
 
-def config_range(section: str, key: str) -> tuple[float, float]:
-    """The (min, max) the config validator allows for a numeric key, read from the validator itself so Home
-    Assistant's sliders can never offer a value the file would refuse."""
-    _, check = _SCHEMA[section][key]
-    bounds = inspect.getclosurevars(check).nonlocals if check is not None else {}
-    if "lo" not in bounds or "hi" not in bounds or bounds.get("lo_open"):
-        raise RuntimeError(f"{section}.{key}: the config validator has no closed range to offer Home Assistant")
-    return float(bounds["lo"]), float(bounds["hi"])
-
-
 def _number(object_id: str, name: str, section: str, key: str, unit: str | None, icon: str) -> Control:
-    lo, hi = config_range(section, key)
+    lo, hi = key_range(section, key)  # from the validator itself: no slider offers a value the file refuses
     extra: dict[str, Any] = {"min": lo, "max": hi, "step": 1, "mode": "box", "icon": icon}
     if unit:
         extra["unit_of_measurement"] = unit
