@@ -47,12 +47,27 @@ class SiteConfig:
     latitude, longitude : degrees north / east (WGS84).
     timezone : IANA name used to show times and to interpret local-clock goals ("Europe/Amsterdam").
     grid_limit_kw : connection limit in kW, applied to import and to export (3x25 A is about 17 kW).
+    phases : 1 or 3, the phases of the grid connection.
+    fuse_a : the main fuse per phase, A (load balancing keeps every phase's current below it).
+    voltage_v : nominal phase voltage, V (turns currents into power).
+    import_peak_kw : peak shaving: keep the import of every interval at or below this many kW by shedding
+        EV and battery charging first and then discharging the battery (never below the reserve); ``None``
+        (``false`` in the file) switches it off.
     """
 
     latitude: float = 52.10
     longitude: float = 5.18
     timezone: str = "Europe/Amsterdam"
     grid_limit_kw: float = 17.0
+    phases: int = 3
+    fuse_a: float = 25.0
+    voltage_v: float = 230.0
+    import_peak_kw: float | None = None
+
+    @property
+    def phase_limit_kw(self) -> float:
+        """What one phase may carry before its fuse blows, kW."""
+        return self.fuse_a * self.voltage_v / 1000.0
 
     @property
     def tz(self) -> ZoneInfo:
@@ -181,6 +196,98 @@ class LoadConfig:
     profile: str = "E1A"
 
 
+EV_STRATEGIES: tuple[str, ...] = ("smart", "now")
+BOILER_PRIORITIES: tuple[str, ...] = ("battery", "boiler", "auto")
+CHARGERS: tuple[str, ...] = ("none", "simulated", "modbus")
+SWITCHES: tuple[str, ...] = ("none", "mqtt", "simulated")
+
+
+@dataclass(frozen=True)
+class EvConfig:
+    """An electric car and its charger (the ``[ev]`` section; absent = no car).
+
+    The car comes home every day at ``arrive_hour`` having used ``daily_kwh`` and leaves at ``depart_hour``
+    (local clock; the next day when it is not later than the arrival), and must then hold at least ``target_pct``
+    of its battery again, or as much as the need allows.
+
+    Attributes
+    ----------
+    capacity_kwh : usable energy of the car's battery, kWh.
+    charger_max_kw : the charger's highest power, AC kW (3 x 16 A is 11 kW).
+    charger_min_kw : the lowest power it can charge at, AC kW (IEC 61851: 6 A, so 1.4 kW on one phase, 4.1 on three).
+    phases : 1 or 3, the phases the charger uses.
+    efficiency : AC to the car's battery (0..1).
+    arrive_hour, depart_hour : local clock hours of the usual arrival and departure.
+    daily_kwh : energy the car uses per day, kWh in its battery.
+    target_pct : state of charge the car must have at departure, % of capacity.
+    strategy : ``smart`` (solar surplus first, then the cheapest quarters before departure) or ``now`` (charge at full
+        power from arrival until the target: what a plain charger does).
+    charger : the charger ``dwars run`` commands: ``none``, ``modbus`` (a register map, ``charger_map``) or
+        ``simulated``.
+    charger_map, charger_host, charger_port, charger_unit_id : the charger's register map and Modbus TCP address.
+    """
+
+    capacity_kwh: float = 60.0
+    charger_max_kw: float = 11.0
+    charger_min_kw: float = 4.1
+    phases: int = 3
+    efficiency: float = 0.90
+    arrive_hour: int = 18
+    depart_hour: int = 7
+    daily_kwh: float = 8.0
+    target_pct: float = 80.0
+    strategy: str = "smart"
+    charger: str = "none"
+    charger_map: str = "generic_evse"
+    charger_host: str = "127.0.0.1"
+    charger_port: int = 502
+    charger_unit_id: int = 1
+
+
+@dataclass(frozen=True)
+class BoilerConfig:
+    """An electric boiler (or heat-pump boiler) that takes the solar surplus (the ``[boiler]`` section).
+
+    Its own thermostat keeps the tank at ``setpoint_c`` from the grid whatever dwars does; dwars switches it to
+    ``boost_c`` when the P1 meter shows an export of at least ``divert_above_kw`` for ``divert_minutes`` and releases
+    it when the import rises above ``release_above_kw`` for as long, or when the tank is at ``boost_c``.
+
+    Attributes
+    ----------
+    power_kw : the electric power it draws when on, kW (on or off).
+    cop : heat delivered per kWh of electricity (1.0 for a heating element, about 2.5-3.5 for a heat-pump boiler).
+    tank_litres : water in the tank, litres.
+    setpoint_c, boost_c : the thermostat's own temperature and the surplus boost temperature, degC.
+    cold_water_c : temperature of the water flowing in, degC.
+    daily_use_kwh : heat drawn by hot-water use per day, kWh.
+    loss_kw : standing heat loss of the tank, kW.
+    divert_above_kw, release_above_kw : export that switches it on, import that switches it off, kW.
+    divert_minutes : how long each must last before it switches, minutes.
+    priority : who gets the surplus first: ``battery``, ``boiler``, or ``auto`` (the boiler only when the sun left
+        today will fill the battery anyway).
+    switch : what ``dwars run`` switches: ``none``, ``mqtt`` (a command topic, e.g. a Shelly or Tasmota relay or a
+        Home Assistant automation) or ``simulated``.
+    mqtt_topic, payload_on, payload_off : the command topic and its payloads.
+    """
+
+    power_kw: float = 2.0
+    cop: float = 1.0
+    tank_litres: float = 120.0
+    setpoint_c: float = 55.0
+    boost_c: float = 70.0
+    cold_water_c: float = 10.0
+    daily_use_kwh: float = 4.0
+    loss_kw: float = 0.04
+    divert_above_kw: float = 1.5
+    release_above_kw: float = 0.5
+    divert_minutes: float = 2.0
+    priority: str = "battery"
+    switch: str = "none"
+    mqtt_topic: str = "cmnd/boiler/POWER"
+    payload_on: str = "ON"
+    payload_off: str = "OFF"
+
+
 INVERTERS: tuple[str, ...] = ("sunspec", "huawei_sun2000", "simulated")
 METERS: tuple[str, ...] = ("none", "dsmr_tcp", "dsmr_serial", "homewizard")
 PRICE_SOURCES: tuple[str, ...] = ("energyzero", "entsoe")
@@ -244,6 +351,8 @@ class Installation:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     load: LoadConfig = field(default_factory=LoadConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    ev: EvConfig | None = None
+    boiler: BoilerConfig | None = None
     name: str = "home"
 
     def replace(self, **changes: Any) -> Installation:
@@ -312,6 +421,10 @@ _SCHEMA: dict[str, dict[str, tuple[str, Check | None]]] = {
         "longitude": (_NUM, _range(-180, 180)),
         "timezone": (_STR, _timezone),
         "grid_limit_kw": (_NUM, _range(0, 1000, lo_open=True)),
+        "phases": (_INT, _one_of((1, 3))),
+        "fuse_a": (_NUM, _range(0, 1000, lo_open=True)),
+        "voltage_v": (_NUM, _range(100, 500)),
+        "import_peak_kw": (_NUM, _range(0, 1000, lo_open=True)),
     },
     "pv": {
         "inverter_kw": (_NUM, _range(0, 1000, lo_open=True)),
@@ -356,6 +469,41 @@ _SCHEMA: dict[str, dict[str, tuple[str, Check | None]]] = {
         "annual_kwh": (_NUM, _range(0, 1_000_000, lo_open=True)),
         "profile": (_STR, _one_of(("E1A",))),
     },
+    "ev": {
+        "capacity_kwh": (_NUM, _range(0, 500, lo_open=True)),
+        "charger_max_kw": (_NUM, _range(0, 100, lo_open=True)),
+        "charger_min_kw": (_NUM, _range(0, 100)),
+        "phases": (_INT, _one_of((1, 3))),
+        "efficiency": (_NUM, _range(0.5, 1)),
+        "arrive_hour": (_INT, _range(0, 23)),
+        "depart_hour": (_INT, _range(0, 23)),
+        "daily_kwh": (_NUM, _range(0, 500)),
+        "target_pct": (_NUM, _range(0, 100)),
+        "strategy": (_STR, _one_of(EV_STRATEGIES)),
+        "charger": (_STR, _one_of(CHARGERS)),
+        "charger_map": (_STR, None),
+        "charger_host": (_STR, None),
+        "charger_port": (_INT, _range(1, 65535)),
+        "charger_unit_id": (_INT, _range(0, 247)),
+    },
+    "boiler": {
+        "power_kw": (_NUM, _range(0, 50, lo_open=True)),
+        "cop": (_NUM, _range(0.5, 8)),
+        "tank_litres": (_NUM, _range(0, 5000, lo_open=True)),
+        "setpoint_c": (_NUM, _range(20, 95)),
+        "boost_c": (_NUM, _range(20, 95)),
+        "cold_water_c": (_NUM, _range(0, 30)),
+        "daily_use_kwh": (_NUM, _range(0, 100)),
+        "loss_kw": (_NUM, _range(0, 5)),
+        "divert_above_kw": (_NUM, _range(0, 100)),
+        "release_above_kw": (_NUM, _range(0, 100)),
+        "divert_minutes": (_NUM, _range(0, 120)),
+        "priority": (_STR, _one_of(BOILER_PRIORITIES)),
+        "switch": (_STR, _one_of(SWITCHES)),
+        "mqtt_topic": (_STR, None),
+        "payload_on": (_STR, None),
+        "payload_off": (_STR, None),
+    },
     "runtime": {
         "controller": (_STR, _one_of(("rl", "rule", "mpc", "mpc_shield", "msc"))),
         "minutes": (_INT, _one_of((15, 60))),
@@ -381,7 +529,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Check | None]]] = {
 }
 _TOP_LEVEL = ("name", *(s for s in _SCHEMA if "." not in s))
 # Goals may be switched off by writing `false` instead of a number (TOML has no null).
-_DISABLEABLE = {("goals", "endpoint_hour"), ("goals", "night_end_soc_pct")}
+_DISABLEABLE = {("goals", "endpoint_hour"), ("goals", "night_end_soc_pct"), ("site", "import_peak_kw")}
 
 
 def key_range(section: str, key: str) -> tuple[float, float]:
@@ -482,6 +630,8 @@ def installation_from_dict(raw: Mapping[str, Any], source: str = "config") -> In
     strategy = StrategyConfig(**section("strategy"))
     load = LoadConfig(**section("load"))
     runtime = RuntimeConfig(**section("runtime"))
+    ev = EvConfig(**section("ev")) if "ev" in raw else None
+    boiler = BoilerConfig(**section("boiler")) if "boiler" in raw else None
 
     pv: PvConfig | None = None
     if "pv" in raw:
@@ -523,7 +673,7 @@ def installation_from_dict(raw: Mapping[str, Any], source: str = "config") -> In
         raise ConfigError(problems, source)
     inst = Installation(
         site=site, pv=pv, battery=battery, goals=goals, tariff=tariff, strategy=strategy, load=load,
-        runtime=runtime, name=name,
+        runtime=runtime, ev=ev, boiler=boiler, name=name,
     )
     validate_installation(inst, source)
     return inst
@@ -554,6 +704,26 @@ def validate_installation(inst: Installation, source: str = "config") -> None:
             f"battery.initial_soc_pct = {b.initial_soc_pct:g}: must be at least battery.reserve_pct "
             f"({b.reserve_pct:g})"
         )
+    if inst.ev is not None:
+        ev = inst.ev
+        if ev.charger_min_kw > ev.charger_max_kw:
+            problems.append(f"ev.charger_min_kw = {ev.charger_min_kw:g}: must be at most ev.charger_max_kw "
+                            f"({ev.charger_max_kw:g})")
+        if ev.daily_kwh > ev.capacity_kwh * ev.target_pct / 100.0:
+            problems.append(f"ev.daily_kwh = {ev.daily_kwh:g}: must be at most what the car holds at its target "
+                            f"({ev.capacity_kwh * ev.target_pct / 100.0:g} kWh)")
+        if ev.arrive_hour == ev.depart_hour:
+            problems.append(f"ev.depart_hour = {ev.depart_hour}: must differ from ev.arrive_hour")
+    if inst.boiler is not None and inst.boiler.boost_c < inst.boiler.setpoint_c:
+        problems.append(f"boiler.boost_c = {inst.boiler.boost_c:g}: must be at least boiler.setpoint_c "
+                        f"({inst.boiler.setpoint_c:g})")
+    if inst.boiler is not None and inst.boiler.setpoint_c <= inst.boiler.cold_water_c:
+        problems.append(f"boiler.setpoint_c = {inst.boiler.setpoint_c:g}: must be above boiler.cold_water_c "
+                        f"({inst.boiler.cold_water_c:g})")
+    s_ = inst.site
+    if s_.import_peak_kw is not None and s_.import_peak_kw > s_.grid_limit_kw:
+        problems.append(f"site.import_peak_kw = {s_.import_peak_kw:g}: must be at most site.grid_limit_kw "
+                        f"({s_.grid_limit_kw:g})")
     r = inst.runtime
     if r.meter in ("dsmr_tcp", "homewizard") and not r.meter_host:
         problems.append(f"runtime.meter = {r.meter!r}: needs runtime.meter_host (the meter's IP address or name)")

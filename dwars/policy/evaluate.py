@@ -60,6 +60,7 @@ class Trace:
     interventions: list[Any] = field(default_factory=list)
     shielded: np.ndarray | None = None  # per interval: the shield intervened
     proposed: list[Any] | None = None  # per interval: the controller's own Decision (when shielded)
+    flex: Any | None = None  # a dwars.env.flex.FlexTrace when the home has an EV, a boiler or a peak limit
     wall_s: float = 0.0
 
     @property
@@ -86,6 +87,7 @@ def run_controller(
     shield: Any | None = None,
     progress: Callable[[int], None] | None = None,
     decision_log: Any | None = None,
+    flex: Any | None = None,
 ) -> Trace:
     """Step ``controller`` through ``scenario`` and return its trace.
 
@@ -101,6 +103,8 @@ def run_controller(
         replaces the proposal and whose ``interventions`` are recorded.
     progress : called with the number of intervals done, now and then.
     decision_log : a :class:`dwars.policy.decision_log.DecisionLog` that gets one record per interval.
+    flex : a :class:`dwars.env.flex.HomeFlex` (EV, boiler, connection limits) that plays each interval instead of
+        the plain battery simulation; its trace is ``trace.flex``.
     """
     if decision_log is not None:
         from dwars.policy.decision_log import decision_record, inputs_digest
@@ -117,6 +121,10 @@ def run_controller(
         trace.shielded = np.zeros(n, dtype=bool)
         trace.proposed = [None] * n
     controller.reset()
+    if flex is not None and not flex.active:
+        flex = None
+    if flex is not None:
+        flex.reset()
     t0 = time.perf_counter()
     times = scenario.index
     for i in range(n):
@@ -134,8 +142,12 @@ def run_controller(
         if decision_log is not None:
             decision_log.write(decision_record(times[i], home.timezone, controller.name, state.soc_pct, proposed,
                                                decision, list(notes), inputs_digest(state, forecasts)))
-        r = simulate_interval(e, int(decision.mode), decision.power_kw, pv_kw[i], load[i], import_price[i],
-                              export_price[i], dt, battery, grid, decision.curtail_pv)
+        if flex is not None:
+            r = flex.play(i, forecasts, decision, e, float(pv_kw[i]), float(load[i]), float(import_price[i]),
+                          float(export_price[i]))
+        else:
+            r = simulate_interval(e, int(decision.mode), decision.power_kw, pv_kw[i], load[i], import_price[i],
+                                  export_price[i], dt, battery, grid, decision.curtail_pv)
         e = float(r.energy_kwh)
         trace.mode[i] = int(decision.mode)
         trace.power_kw[i] = decision.power_kw
@@ -151,6 +163,8 @@ def run_controller(
         if progress is not None and (i % 512 == 0 or i == n - 1):
             progress(i + 1)
     trace.wall_s = time.perf_counter() - t0
+    if flex is not None:
+        trace.flex = flex.trace
     return trace
 
 
@@ -204,6 +218,8 @@ def score(trace: Trace, scenario: Scenario, home: Home, pv_kw: np.ndarray, impor
     final_value = v * (float(trace.energy_kwh[-1]) - trace.energy0_kwh)
     violations, details = count_violations(trace, scenario, home, pv_kw, goals)
     capacity = home.battery.capacity_kwh
+    peak = home.installation.site.import_peak_kw
+    flex = trace.flex.summary(dt) if trace.flex is not None else {}
     return {
         "objective_eur": energy_cost + wear - final_value,
         "energy_cost_eur": energy_cost,
@@ -221,6 +237,9 @@ def score(trace: Trace, scenario: Scenario, home: Home, pv_kw: np.ndarray, impor
         "missed_deadlines": details,
         "wall_s": trace.wall_s,
         "mode_share": {m.label: float(np.mean(trace.mode == int(m))) for m in Mode},
+        "peak_import_kw": float(trace.import_kw.max()) if len(trace.import_kw) else 0.0,
+        "intervals_over_peak": int(np.sum(trace.import_kw > peak + 1e-6)) if peak is not None else 0,
+        **flex,
     }
 
 
@@ -269,6 +288,9 @@ def evaluate(
     progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
     shield: bool = True,
     decision_log: Any | None = None,
+    flex: bool = True,
+    ev_strategy: str | None = None,
+    divert: bool = True,
 ) -> Evaluation:
     """Run each named controller over ``scenario`` for ``inst`` and score it.
 
@@ -276,7 +298,10 @@ def evaluate(
     ``seed``); ``oracle`` plans on the actuals. With ``shield`` (default) every controller but ``oracle``
     (the physical limit) and ``none`` (no battery) runs through :class:`dwars.policy.shield.Shield`.
     ``decision_log`` (a :class:`~dwars.policy.decision_log.DecisionLog`) receives every decision.
+    With ``flex`` (default) the home's EV, boiler and peak limit are simulated (:mod:`dwars.env.flex`);
+    ``ev_strategy`` overrides the config's EV strategy and ``divert=False`` leaves the boiler to its thermostat.
     """
+    from dwars.env.flex import HomeFlex
     from dwars.env.forecast import Forecaster
     from dwars.policy.registry import make_controller
     from dwars.policy.shield import Shield
@@ -294,8 +319,9 @@ def evaluate(
         controller = make_controller(name, home, scenario, seed=seed, pv_kw=pv, policy_path=policy_path)
         progress = progress_factory(name, len(scenario.frame)) if progress_factory else None
         guard = Shield(home) if shield and name not in ("oracle", "none") else None
+        loads = HomeFlex(home, scenario.index, scenario.minutes, divert, ev_strategy) if flex else None
         trace = run_controller(controller, scenario, home, forecaster, pv, import_price, export_price,
-                               shield=guard, progress=progress, decision_log=decision_log)
+                               shield=guard, progress=progress, decision_log=decision_log, flex=loads)
         traces[name] = trace
         # `none` keeps the battery idle (HOLD): it is the home without a battery, so its goals do not apply.
         results[name] = score(trace, scenario, home, pv, import_price, [] if name == "none" else goals)
