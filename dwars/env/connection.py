@@ -7,8 +7,9 @@ The simulator and the Pi runtime ask the same functions; only where the per-phas
   now (:func:`base_phase_kw`).
 
 Who gives way (the house never does; it is not ours to switch): first the EV charger, down to its minimum power
-and then off, then the battery's charging. Peak shaving then lets the battery discharge to keep the import at or
-below ``import_peak_kw`` (see :func:`dwars.env.dispatch.simulate_interval`), never below the reserve.
+and then off, then the battery's charging. Peak shaving (:func:`peak_decision`) then lets the battery charge less
+or discharge to keep the import at or below ``import_peak_kw``; the battery's floor (the reserve) still holds, and
+a goal the battery was charging for may then be reached later or not at all (the reason says so).
 
 The battery inverter and the PV inverter are taken to be spread over all phases of the connection (a three-phase
 hybrid inverter on a three-phase connection); a one-phase EV charger sits on L1.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dwars.config import SiteConfig
+from dwars.env.modes import Decision, Mode
 
 TOL_KW = 1e-9
 
@@ -86,11 +88,11 @@ def ev_cap_kw(conn: Connection, base_kw: np.ndarray, ev_phases: int) -> tuple[fl
 
 def battery_charge_cap_kw(conn: Connection, base_kw: np.ndarray, ev_kw: float, ev_phases: int) -> float:
     """The most the battery may draw from the grid side on top of the house and the EV, kW: every phase under its
-    fuse and the total under the import limit. Charging from PV surplus is not limited by it (the caller adds the
-    surplus). >= 0."""
+    fuse and the total under the connection limit (the peak limit is :func:`peak_decision`'s). Charging from PV
+    surplus is not limited by it (the caller adds the surplus). >= 0."""
     loads = np.asarray(base_kw, dtype=float) + conn.on_phases(ev_kw, ev_phases)
     per_phase = float(np.min(conn.phase_limit_kw - loads)) * conn.phases
-    total = conn.import_limit_kw - float(np.sum(loads))
+    total = min(conn.grid_limit_kw, conn.phases * conn.phase_limit_kw) - float(np.sum(loads))
     return max(min(per_phase, total), 0.0)
 
 
@@ -103,3 +105,35 @@ def ev_power_allowed(conn: Connection, base_kw: np.ndarray, wanted_kw: float, mi
         return float(wanted_kw), ""
     allowed = cap if cap >= min_kw - TOL_KW else 0.0
     return float(allowed), f"limited from {wanted_kw:.1f} to {allowed:.1f} kW to stay under {limit}"
+
+
+def peak_decision(decision: Decision, house_net_kw: float, ev_kw: float, conn: Connection,
+                  max_discharge_kw: float) -> tuple[Decision, str]:
+    """The battery decision that keeps the import at or below the peak limit, and why it changed ("" if not).
+
+    ``house_net_kw`` is the house's load less PV (import positive) and ``ev_kw`` what the EV draws after load
+    balancing. Charging is cut to the room under the limit; Hold becomes self-consumption (which covers the house)
+    when the house alone passes the limit; an export is raised to what the limit needs. Self-consumption already
+    covers the house as far as the battery can. The battery's floor still applies when the interval is played.
+    """
+    peak = conn.import_peak_kw
+    base = house_net_kw + ev_kw
+    if not np.isfinite(peak) or decision.mode == Mode.MSC or base + decision.signed_power_kw <= peak + TOL_KW:
+        return decision, ""
+    limit = f"peak limit of {peak:g} kW"
+    if decision.mode == Mode.IMPORT:
+        room = peak - base
+        if room >= 0.05:
+            return (Decision(Mode.IMPORT, room, f"{decision.reason} (charging {room:.2f} instead of "
+                                                 f"{decision.power_kw:.2f} kW: {limit})", decision.curtail_pv),
+                    f"charging cut to {room:.2f} kW by the {limit}")
+        return (Decision(Mode.MSC, 0.0, f"self-consumption instead of charging: the house alone is at the {limit}",
+                         decision.curtail_pv), f"no charging: the {limit}")
+    if decision.mode == Mode.HOLD:
+        return (Decision(Mode.MSC, 0.0, f"self-consumption instead of hold: the house needs {base:.2f} kW, over the "
+                                        f"{limit}", decision.curtail_pv), f"hold released by the {limit}")
+    if decision.mode == Mode.EXPORT:
+        need = min(base - peak, max_discharge_kw)
+        return (Decision(Mode.EXPORT, need, f"{decision.reason} (discharging {need:.2f} kW: {limit})",
+                         decision.curtail_pv), f"discharge raised to {need:.2f} kW by the {limit}")
+    return decision, ""

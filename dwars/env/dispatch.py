@@ -17,8 +17,8 @@ Flexible loads (optional, see :mod:`dwars.env.ev`, :mod:`dwars.env.boiler`, :mod
 charging at ``ev_kw`` and a boiler boosting on solar surplus at ``boiler_kw`` are part of the load, but the battery
 never discharges into them (self-consumption follows the house alone), and of the PV surplus the EV takes its
 share before the battery; the boiler takes only what the battery leaves, unless ``boiler_first``. With a
-``connection``, the battery's charging also keeps every phase under its fuse and the import under the peak limit,
-and the battery discharges (above the floor) to keep the import at or below the peak limit.
+``connection``, the battery's charging also keeps every phase under its fuse (peak shaving is a decision, made by
+:func:`dwars.env.connection.peak_decision` before the interval is played).
 """
 
 from __future__ import annotations
@@ -118,8 +118,8 @@ def simulate_interval(
     ev_kw, boiler_kw : what the EV charger and the boiler's surplus boost draw this interval (kW, after load
         balancing); part of ``import``, never covered by the battery.
     boiler_first : the boiler takes the PV surplus before the battery (else after it).
-    connection : phase fuses and the peak limit (scalar simulation only); the house, PV, battery and boiler are
-        spread evenly over its phases, the EV sits on ``ev_phases`` of them.
+    connection : phase fuses (scalar simulation only); the house, PV, battery and boiler are spread evenly over
+        its phases, the EV sits on ``ev_phases`` of them.
     """
     pv = np.asarray(pv_kw, dtype=float)
     first = np.asarray(ev_kw, dtype=float) + (np.asarray(boiler_kw, dtype=float) if boiler_first else 0.0)
@@ -134,9 +134,6 @@ def simulate_interval(
         base = connection.spread(float(total_load - np.asarray(ev_kw) - pv))
         request = np.minimum(request, max(battery_charge_cap_kw(connection, base, float(ev_kw), ev_phases),
                                           float(pv - total_load)))
-        # Peak shaving: charge less, then discharge, until the import is at the limit (the floor still holds).
-        over = total_load - pv + request - connection.import_peak_kw
-        request = np.where(over > 0, request - over, request)
     step = battery.step(energy_kwh, request, dt_h, floor_kwh)
     flows = site_flows(total_load, pv_kw, step.charge_kw, step.discharge_kw, grid_limit_kw, curtail_pv)
     energy_cost = dt_h * (np.asarray(import_price_eur_per_kwh) * flows.import_kw

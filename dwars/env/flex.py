@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dwars.env.connection import Connection, ev_power_allowed
+from dwars.env.connection import Connection, ev_power_allowed, peak_decision
 from dwars.env.dispatch import IntervalResult, simulate_interval
 from dwars.env.ev import EvCalendar, plan_ev, target_kwh
 from dwars.env.modes import Decision
@@ -121,7 +121,8 @@ class HomeFlex:
 
     def play(self, i: int, forecasts: Any, decision: Decision, energy_kwh: float, pv_kw: float, load_kw: float,
              import_price: float, export_price: float, floor_kwh: float | None = None) -> IntervalResult:
-        """Play interval ``i``: the flexible loads, then the battery's ``decision``, on the actual PV and load."""
+        """Play interval ``i``: the flexible loads, then the battery's ``decision`` (changed by the peak limit where
+        it must be), on the actual PV and load."""
         home, dt = self.home, self.dt_h
         conn = self.connection
         reasons: list[str] = []
@@ -135,6 +136,9 @@ class HomeFlex:
         if ev_reason:
             reasons.append(ev_reason)
         house_kw = load_kw + thermostat_kw
+        decision, peak_note = peak_decision(decision, house_kw - pv_kw, ev_kw, conn, home.battery.max_discharge_kw)
+        if peak_note:
+            reasons.append(f"battery: {peak_note}")
 
         def run(boost_kw: float, boiler_first: bool) -> IntervalResult:
             return simulate_interval(energy_kwh, int(decision.mode), decision.power_kw, pv_kw, house_kw, import_price,
@@ -161,6 +165,19 @@ class HomeFlex:
         self.trace.reasons[i] = "; ".join(reasons)
         return result
 
+    def interval_loads(self, i: int) -> dict[str, Any]:
+        """What the flexible loads did in interval ``i``, for the decision log (``loads``)."""
+        t = self.trace
+        out: dict[str, Any] = {}
+        if self.ev is not None:
+            out["ev"] = {"power_kw": round(float(t.ev_kw[i]), 3), "car_kwh": round(float(t.car_kwh[i]), 2)}
+        if self.boiler is not None and t.boiler_kw is not None and t.boost_kw is not None and t.tank_c is not None:
+            out["boiler"] = {"power_kw": round(float(t.boiler_kw[i]), 3), "boost_kw": round(float(t.boost_kw[i]), 3),
+                             "tank_c": round(float(t.tank_c[i]), 1)}
+        if t.reasons[i]:
+            out["reason"] = t.reasons[i]
+        return out
+
     # -- boiler ------------------------------------------------------------------------------------------------
 
     def _boiler_steps(self, i: int) -> tuple[Any, Any]:
@@ -175,7 +192,7 @@ class HomeFlex:
                 run: Any) -> tuple[bool, bool, str]:
         """Whether the boost is on this interval, whether the boiler goes before the battery, and the switch's
         reason when it switched."""
-        from dwars.env.boiler import boiler_first, boiler_headroom_kwh
+        from dwars.env.boiler import boiler_first, boiler_headroom_kwh, tank_full
 
         cfg = self.boiler
         local = self.times[i].tz_convert(self.home.timezone)
@@ -196,7 +213,7 @@ class HomeFlex:
         t0 = self.times[i]
         was_on = self.diverter.on
         on = self.diverter.update(t0.to_pydatetime(), (t0 + pd.Timedelta(minutes=self.minutes)).to_pydatetime(),
-                                  probe, headroom <= 1e-6)
+                                  probe, tank_full(cfg, self.tank_kwh))
         return on, first, self.diverter.reason if on != was_on else ""
 
     def _commit(self, i: int, step: Any) -> None:

@@ -67,7 +67,7 @@ def decision_dict(decision: Decision) -> dict[str, Any]:
 
 def decision_record(time_utc: pd.Timestamp | datetime | str, tz: str | ZoneInfo, controller: str, soc_pct: float,
                     proposed: Decision, applied: Decision, interventions: Iterable[Mapping[str, Any] | Any],
-                    inputs_digest: str) -> dict[str, Any]:
+                    inputs_digest: str, loads: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One decision-log record (schema 1) for the interval starting at ``time_utc``.
 
     Parameters
@@ -82,6 +82,8 @@ def decision_record(time_utc: pd.Timestamp | datetime | str, tz: str | ZoneInfo,
         method (the shield's ``Intervention``) are converted with it. Values are made JSON-ready: numpy
         scalars become numbers, timestamps ISO text, modes their lower-case names and non-finite floats null.
     inputs_digest : :func:`inputs_digest` of the inputs the decision saw (16 hex characters).
+    loads : what the flexible loads do this interval, with their reasons (``{"ev": {"power_kw": 4.1, "reason":
+        "EV: charging ..."}, "boiler": {...}}``); written as ``loads`` when given.
     """
     ts = pd.Timestamp(time_utc)
     if ts.tz is None:
@@ -101,7 +103,7 @@ def decision_record(time_utc: pd.Timestamp | datetime | str, tz: str | ZoneInfo,
                              f"choose from {', '.join(RULE_IDS)}")
         notes.append(_jsonable(dict(raw)))
     soc = float(soc_pct) if soc_pct is not None else math.nan
-    return {
+    record = {
         "schema": SCHEMA_VERSION,
         "time": _iso(ts.tz_convert("UTC")),
         "local_time": _iso(ts.tz_convert(zone)),
@@ -113,6 +115,9 @@ def decision_record(time_utc: pd.Timestamp | datetime | str, tz: str | ZoneInfo,
         "interventions": notes,
         "reason": str(applied.reason),
     }
+    if loads:
+        record["loads"] = _jsonable(dict(loads))
+    return record
 
 
 def _iso(ts: pd.Timestamp) -> str:

@@ -139,15 +139,16 @@ def run_controller(
             decision, notes = result.applied, result.interventions
             trace.shielded[i] = bool(notes)
             trace.interventions.extend(notes)
-        if decision_log is not None:
-            decision_log.write(decision_record(times[i], home.timezone, controller.name, state.soc_pct, proposed,
-                                               decision, list(notes), inputs_digest(state, forecasts)))
         if flex is not None:
             r = flex.play(i, forecasts, decision, e, float(pv_kw[i]), float(load[i]), float(import_price[i]),
                           float(export_price[i]))
         else:
             r = simulate_interval(e, int(decision.mode), decision.power_kw, pv_kw[i], load[i], import_price[i],
                                   export_price[i], dt, battery, grid, decision.curtail_pv)
+        if decision_log is not None:
+            decision_log.write(decision_record(times[i], home.timezone, controller.name, state.soc_pct, proposed,
+                                               decision, list(notes), inputs_digest(state, forecasts),
+                                               flex.interval_loads(i) if flex is not None else None))
         e = float(r.energy_kwh)
         trace.mode[i] = int(decision.mode)
         trace.power_kw[i] = decision.power_kw
