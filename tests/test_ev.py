@@ -136,7 +136,7 @@ def test_unknown_prices_are_used_only_when_the_known_ones_cannot_cover_the_need(
 
 
 @pytest.fixture(scope="module")
-def ev_week(home_inst: Installation):  # noqa: ANN201 - a tuple of evaluations
+def ev_week(home_inst: Installation):
     from tests.conftest import _scenario
 
     inst = dataclasses.replace(home_inst, ev=EvConfig())
@@ -147,7 +147,7 @@ def ev_week(home_inst: Installation):  # noqa: ANN201 - a tuple of evaluations
     return smart, plain, without
 
 
-def test_smart_charging_costs_less_than_plain_charging_on_a_real_january_week(ev_week) -> None:  # noqa: ANN001
+def test_smart_charging_costs_less_than_plain_charging_on_a_real_january_week(ev_week) -> None:
     smart, plain, _ = ev_week
     for name in ("none", "rule"):
         s, p = smart.results[name], plain.results[name]
@@ -159,7 +159,7 @@ def test_smart_charging_costs_less_than_plain_charging_on_a_real_january_week(ev
     assert any("cheapest" in r for r in reasons) and any("waiting" in r for r in reasons)
 
 
-def test_the_battery_never_discharges_into_the_car(ev_week) -> None:  # noqa: ANN001
+def test_the_battery_never_discharges_into_the_car(ev_week) -> None:
     smart, _, without = ev_week
     tr = smart.traces["rule"]
     ev = tr.flex.ev_kw
