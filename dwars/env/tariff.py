@@ -146,6 +146,11 @@ class Tariff:
                 values[key] = explicit
         return cls(supplier=cfg.supplier, timezone=timezone, **values)
 
+    def monthly_fee_eur(self) -> float:
+        """The supplier's fixed fee, EUR per month excl. VAT, from its preset (``monthly_fee_eur`` in
+        ``suppliers.toml``); 0 for ``custom`` and for a preset that does not state one."""
+        return float(supplier_presets().get(self.supplier, {}).get("monthly_fee_eur", 0.0))
+
     def vat_factor(self, times: pd.DatetimeIndex) -> np.ndarray:
         """1 + VAT for each interval start (UTC)."""
         if self.vat_pct is not None:
