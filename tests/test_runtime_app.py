@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_runtime_homeassistant import Broker, Watcher
+from helpers_mqtt import Broker, Watcher
 from test_runtime_live_inputs import TOKEN, server  # noqa: F401  (the local ENTSO-E/Open-Meteo server)
 
 from dwars.config import load_config

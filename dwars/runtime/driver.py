@@ -18,6 +18,9 @@ are in ``dwars/runtime/maps/``). The guarantees are the same for every map, and 
 
 :class:`SunSpecDriver` is the map driver with ``maps/sunspec_124.toml``: connect walks the SunSpec model chain from
 register 40000 to find model 124. :func:`open_driver` makes the driver a config names.
+
+The Modbus side of these guarantees (grouped reads, verified writes with retries, the allow-list, the rate limit) is
+:class:`RegisterDriver`, which :class:`dwars.runtime.charger.ChargerDriver` shares for EV chargers.
 """
 
 from __future__ import annotations
@@ -25,22 +28,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from dwars.env.modes import Decision, Mode
 from dwars.errors import DwarsError
-from dwars.runtime.regmap import MAX_READ_WORDS, CommandError, Register, RegisterMap, load_map
+from dwars.runtime.regmap import MAX_READ_WORDS, Check, CommandError, Register, RegisterMap, load_map
 from dwars.runtime.sunspec import MODEL_END, SUNS_MARKER, SUNSPEC_BASE
 
 log = logging.getLogger(__name__)
 
 
-class InverterError(DwarsError):
+class DeviceError(DwarsError):
+    """A Modbus device (inverter, EV charger) cannot be reached, answers garbage, or does not take a command."""
+
+
+class InverterError(DeviceError):
     """The inverter cannot be reached, answers garbage, or does not take a command."""
 
 
@@ -59,22 +67,47 @@ class BatteryReading:
     soc_step_pct: float = 0.0
 
 
-class MapDriver:
-    """An inverter at ``host``:``port`` described by a register map (see the module text).
+class DeviceMap(Protocol):
+    """What :class:`RegisterDriver` needs of a loaded map (an inverter's or a charger's)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit_id(self) -> int: ...
+    @property
+    def registers(self) -> Mapping[str, Register]: ...
+    @property
+    def checks(self) -> tuple[Check, ...]: ...
+    @property
+    def max_read_gap(self) -> int: ...
+    @property
+    def commit(self) -> tuple[str, ...]: ...
+    @property
+    def writable(self) -> frozenset[str]: ...
+
+
+class RegisterDriver:
+    """A device at ``host``:``port`` described by a register map: grouped reads, and writes that are allow-listed,
+    rate-limited, read back and retried (see the module text). Subclasses say what the device is.
 
     Parameters
     ----------
-    regmap : a loaded map, a built-in map name (``"huawei_sun2000"``) or the path of a map file.
+    regmap : a loaded map.
     device_id : Modbus unit id (None: the map's ``unit_id``).
     timeout_s : per request.
     retries : attempts per write before giving up (waiting 0.1, 0.2, 0.4, ... s in between).
     clock : seconds; the rate limit's time (a simulated clock in tests and dry runs).
     """
 
-    def __init__(self, regmap: RegisterMap | str | Path, host: str, port: int = 502, device_id: int | None = None,
+    #: The device in messages, and the errors it raises.
+    noun = "device"
+    error: type[DeviceError] = DeviceError
+    refused: type[DeviceError] = DeviceError
+
+    def __init__(self, regmap: DeviceMap, host: str, port: int = 502, device_id: int | None = None,
                  timeout_s: float = 2.0, retries: int = 3, clock: Callable[[], float] = time.monotonic) -> None:
-        self.map = regmap if isinstance(regmap, RegisterMap) else load_map(regmap)
-        self.where = f"inverter {host}:{port}"
+        self.map = regmap
+        self.where = f"{self.noun} {host}:{port}"
         self.device_id = self.map.unit_id if device_id is None else int(device_id)
         self.retries = max(int(retries), 1)
         self.client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
@@ -83,79 +116,35 @@ class MapDriver:
         self.written: dict[str, tuple[list[int], float]] = {}  # register -> (words, when written)
         self.writes = 0
         self.steps: dict[str, float] = {}  # register -> the value of one raw step, in its unit (last read)
-        self.last_revert_s = 3600  # what fail_safe() writes for a revert time before any apply()
-        self.last_max_charge_w: float | None = None
 
     async def connect(self) -> None:
-        """Connect, find the registers (a SunSpec model by walking the chain) and run the map's checks."""
+        """Connect, find the registers (:meth:`_locate`) and run the map's checks."""
         if not await self.client.connect():
-            raise InverterError(f"{self.where}: no connection (is it on, and is Modbus TCP enabled?)")
-        self.base = 0 if self.map.sunspec_model is None else await self._find_sunspec_model(self.map.sunspec_model)
+            raise self.error(f"{self.where}: no connection (is it on, and is Modbus TCP enabled?)")
+        self.base = await self._locate()
         if self.map.checks:
             values = await self._values(c.register for c in self.map.checks)
             for check in self.map.checks:
                 value = values[check.register]
                 if not any(abs(value - allowed) < 1e-9 for allowed in check.one_of):
                     expected = " or ".join(f"{v:g}" for v in check.one_of)
-                    raise InverterError(f"{self.where} ({self.map.name}): {check.register} is {value:g}, expected "
-                                        f"{expected}" + (f": {check.hint}" if check.hint else ""))
+                    raise self.error(f"{self.where} ({self.map.name}): {check.register} is {value:g}, expected "
+                                     f"{expected}" + (f": {check.hint}" if check.hint else ""))
 
-    async def _find_sunspec_model(self, wanted: int) -> int:
-        marker = await self._read(SUNSPEC_BASE, 2)
-        if tuple(marker) != SUNS_MARKER:
-            raise InverterError(f"{self.where}: no SunSpec map at {SUNSPEC_BASE} (read {marker})")
-        address = SUNSPEC_BASE + 2
-        for _ in range(64):  # a SunSpec chain has a handful of models
-            model, length = await self._read(address, 2)
-            if model == wanted:
-                return address + 2
-            if model == MODEL_END:
-                break
-            address += 2 + length
-        raise InverterError(f"{self.where}: no storage model {wanted} in the SunSpec map")
+    async def _locate(self) -> int:
+        """The address the map's addresses count from (0: they are absolute)."""
+        return 0
 
     def close(self) -> None:
         self.client.close()
 
-    async def read(self) -> BatteryReading:
-        """State of charge, max charge power and reserve, in the map's units (scale factors applied)."""
-        if self.base is None:  # not connected yet (the inverter was off at start-up): try now
-            await self.connect()
-        names = self.map.reading
-        values = await self._values(names.values())
-        reading = BatteryReading(values[names["soc_pct"]], values[names["max_charge_w"]],
-                                 values[names["reserve_pct"]], self.steps[names["soc_pct"]])
-        if not (0.0 <= reading.soc_pct <= 100.0 and reading.max_charge_w > 0):
-            raise InverterError(f"{self.where}: implausible reading {reading} (garbage registers?)")
-        self.last_max_charge_w = reading.max_charge_w
-        return reading
-
-    async def apply(self, decision: Decision, revert_s: int, max_charge_w: float) -> None:
-        """Write the map's registers for ``decision`` (rate-limited, see the module text), read each back and
-        verify. :class:`RefusedCommandError` before anything is written for a command outside the map's ranges;
-        :class:`InverterError` when the inverter keeps refusing or reports other values."""
-        values = self._command(decision, revert_s, max_charge_w)
-        self.last_revert_s, self.last_max_charge_w = int(revert_s), float(max_charge_w)
-        await self._write_command(values, revert_s, force=False)
-
-    async def fail_safe(self) -> None:
-        """Hand the battery back to the inverter's own self-consumption: the map's MSC mode, written and verified
-        even when the rate limit would skip it (the loop calls this when it enters safe mode)."""
-        max_charge_w = self.last_max_charge_w or (await self.read()).max_charge_w
-        values = self._command(Decision(Mode.MSC), self.last_revert_s, max_charge_w)
-        await self._write_command(values, self.last_revert_s, force=True)
-        log.warning("%s: handed back to the inverter's own self-consumption", self.where)
-
-    def _command(self, decision: Decision, revert_s: float, max_charge_w: float) -> dict[str, float]:
-        try:
-            return self.map.command(decision, revert_s, max_charge_w)
-        except CommandError as err:
-            raise RefusedCommandError(f"{self.where}: {err} (nothing written)") from None
-
     async def _write_command(self, values: dict[str, float], revert_s: float, force: bool) -> None:
+        """Write ``values`` (register -> value in its unit, in order), rate-limited against ``revert_s``: a
+        register the device holds and that was written less than ``revert_s / 2`` ago is skipped, unless
+        ``force``."""
         regs = self.map.registers
         now = self.clock()
-        # What the inverter holds now, and the scale factors (a read costs no flash). One that reverted or
+        # What the device holds now, and the scale factors (a read costs no flash). One that reverted or
         # restarted since the last write no longer holds the command, whatever was written before.
         sfs = {r.scale_factor for name in values if (r := regs[name]).scale_factor}
         current = await self._read_words([*values, *sfs])
@@ -163,12 +152,15 @@ class MapDriver:
         order = [n for n in values if n not in self.map.commit] + [n for n in values if n in self.map.commit]
         for name in order:
             reg = regs[name]
-            words = reg.encode(values[name], self._sf(reg, current))
+            try:
+                words = reg.encode(values[name], self._sf(reg, current))
+            except CommandError as err:
+                raise self.refused(f"{self.where}: {err} (nothing written)") from None
             last = self.written.get(name)
             holds = current[name] == words
             fresh = last is not None and last[0] == words and now - last[1] < revert_s / 2
             if holds and fresh and not force and not (changed and name in self.map.commit):
-                continue  # unchanged and recently refreshed: spare the inverter's flash
+                continue  # unchanged and recently refreshed: spare the device's flash
             await self._write_verified(reg, words, values[name])
             self.written[name] = (words, now)
             self.writes += 1
@@ -176,7 +168,7 @@ class MapDriver:
 
     async def _write_verified(self, reg: Register, words: list[int], value: float) -> None:
         if reg.name not in self.map.writable:  # the allow-list, enforced where writes happen
-            raise RefusedCommandError(f"{self.where}: {reg.name} is not a register dwars may write")
+            raise self.refused(f"{self.where}: {reg.name} is not a register dwars may write")
         address = self._address(reg)
         shown = f"{reg.name} = {value:g}" + (f" {reg.unit}" if reg.unit else "")
         delay_s = 0.1
@@ -187,26 +179,26 @@ class MapDriver:
                 else:  # 32-bit values in one request (function 16), as the vendors require
                     reply = await self.client.write_registers(address, words, device_id=self.device_id)
                 if reply.isError():
-                    raise InverterError(f"{self.where}: writing {shown} refused ({reply})")
+                    raise self.error(f"{self.where}: writing {shown} refused ({reply})")
                 back = await self._read(address, len(words))
                 if back != words:
-                    raise InverterError(f"{self.where}: {reg.name} reads back {back} after writing {words}")
+                    raise self.error(f"{self.where}: {reg.name} reads back {back} after writing {words}")
                 return
-            except (InverterError, ModbusException) as err:
+            except (DeviceError, ModbusException) as err:
                 if attempt == self.retries:
-                    raise InverterError(f"{self.where}: {shown} not applied after {attempt} attempts: "
-                                        f"{err}") from None
+                    raise self.error(f"{self.where}: {shown} not applied after {attempt} attempts: "
+                                     f"{err}") from None
                 log.warning("%s: writing %s failed (%s); retrying in %.1f s", self.where, reg.name, err, delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s *= 2
 
     def _address(self, reg: Register) -> int:
         if self.base is None:
-            raise InverterError(f"{self.where}: call connect() first")
+            raise self.error(f"{self.where}: call connect() first")
         return self.base + reg.address
 
     def _sf(self, reg: Register, words: dict[str, list[int]]) -> int:
-        return self.map.registers[reg.scale_factor].raw(words[reg.scale_factor]) if reg.scale_factor else 0
+        return int(self.map.registers[reg.scale_factor].raw(words[reg.scale_factor])) if reg.scale_factor else 0
 
     async def _values(self, names: Iterable[str]) -> dict[str, float]:
         """Registers' values in their units (their scale-factor registers read along)."""
@@ -244,10 +236,87 @@ class MapDriver:
         try:
             reply = await self.client.read_holding_registers(address, count=count, device_id=self.device_id)
         except ModbusException as err:
-            raise InverterError(f"{self.where}: reading {count} register(s) at {address} failed: {err}") from None
+            raise self.error(f"{self.where}: reading {count} register(s) at {address} failed: {err}") from None
         if reply.isError():
-            raise InverterError(f"{self.where}: reading {count} register(s) at {address} refused ({reply})")
+            raise self.error(f"{self.where}: reading {count} register(s) at {address} refused ({reply})")
         return list(reply.registers)
+
+
+class MapDriver(RegisterDriver):
+    """An inverter at ``host``:``port`` described by a register map (see the module text).
+
+    Parameters
+    ----------
+    regmap : a loaded map, a built-in map name (``"huawei_sun2000"``) or the path of a map file.
+    device_id : Modbus unit id (None: the map's ``unit_id``).
+    timeout_s : per request.
+    retries : attempts per write before giving up (waiting 0.1, 0.2, 0.4, ... s in between).
+    clock : seconds; the rate limit's time (a simulated clock in tests and dry runs).
+    """
+
+    noun = "inverter"
+    error = InverterError
+    refused = RefusedCommandError
+    map: RegisterMap
+
+    def __init__(self, regmap: RegisterMap | str | Path, host: str, port: int = 502, device_id: int | None = None,
+                 timeout_s: float = 2.0, retries: int = 3, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(regmap if isinstance(regmap, RegisterMap) else load_map(regmap), host, port, device_id,
+                         timeout_s, retries, clock)
+        self.last_revert_s = 3600  # what fail_safe() writes for a revert time before any apply()
+        self.last_max_charge_w: float | None = None
+
+    async def _locate(self) -> int:
+        return 0 if self.map.sunspec_model is None else await self._find_sunspec_model(self.map.sunspec_model)
+
+    async def _find_sunspec_model(self, wanted: int) -> int:
+        marker = await self._read(SUNSPEC_BASE, 2)
+        if tuple(marker) != SUNS_MARKER:
+            raise InverterError(f"{self.where}: no SunSpec map at {SUNSPEC_BASE} (read {marker})")
+        address = SUNSPEC_BASE + 2
+        for _ in range(64):  # a SunSpec chain has a handful of models
+            model, length = await self._read(address, 2)
+            if model == wanted:
+                return address + 2
+            if model == MODEL_END:
+                break
+            address += 2 + length
+        raise InverterError(f"{self.where}: no storage model {wanted} in the SunSpec map")
+
+    async def read(self) -> BatteryReading:
+        """State of charge, max charge power and reserve, in the map's units (scale factors applied)."""
+        if self.base is None:  # not connected yet (the inverter was off at start-up): try now
+            await self.connect()
+        names = self.map.reading
+        values = await self._values(names.values())
+        reading = BatteryReading(values[names["soc_pct"]], values[names["max_charge_w"]],
+                                 values[names["reserve_pct"]], self.steps[names["soc_pct"]])
+        if not (0.0 <= reading.soc_pct <= 100.0 and reading.max_charge_w > 0):
+            raise InverterError(f"{self.where}: implausible reading {reading} (garbage registers?)")
+        self.last_max_charge_w = reading.max_charge_w
+        return reading
+
+    async def apply(self, decision: Decision, revert_s: int, max_charge_w: float) -> None:
+        """Write the map's registers for ``decision`` (rate-limited, see the module text), read each back and
+        verify. :class:`RefusedCommandError` before anything is written for a command outside the map's ranges;
+        :class:`InverterError` when the inverter keeps refusing or reports other values."""
+        values = self._command(decision, revert_s, max_charge_w)
+        self.last_revert_s, self.last_max_charge_w = int(revert_s), float(max_charge_w)
+        await self._write_command(values, revert_s, force=False)
+
+    async def fail_safe(self) -> None:
+        """Hand the battery back to the inverter's own self-consumption: the map's MSC mode, written and verified
+        even when the rate limit would skip it (the loop calls this when it enters safe mode)."""
+        max_charge_w = self.last_max_charge_w or (await self.read()).max_charge_w
+        values = self._command(Decision(Mode.MSC), self.last_revert_s, max_charge_w)
+        await self._write_command(values, self.last_revert_s, force=True)
+        log.warning("%s: handed back to the inverter's own self-consumption", self.where)
+
+    def _command(self, decision: Decision, revert_s: float, max_charge_w: float) -> dict[str, float]:
+        try:
+            return self.map.command(decision, revert_s, max_charge_w)
+        except CommandError as err:
+            raise RefusedCommandError(f"{self.where}: {err} (nothing written)") from None
 
 
 class SunSpecDriver(MapDriver):

@@ -30,7 +30,8 @@ A map file (the shipped ones are in ``dwars/runtime/maps/``, documented in its R
     forcible_period = "ceil(revert_s / 60)"
     forcible_command = 1
 
-Types are ``uint16``, ``int16``, ``uint32``, ``int32``. A register's value in its unit is ``raw x scale`` or, with
+Types are ``uint16``, ``int16``, ``uint32``, ``int32`` and the IEEE 754 ``float32``, ``float64`` (2 and 4 words;
+chargers such as Alfen's use them). A register's value in its unit is ``raw x scale`` or, with
 ``scale_factor`` (the SunSpec way), ``raw x 10^sf`` where sf is the int16 value of the named register. ``min``/``max``
 bound what dwars may write (in the register's unit). Only ``rw`` registers that a mode writes are ever written: that
 set is the allow-list.
@@ -39,9 +40,13 @@ Expressions are a tiny arithmetic language, parsed into a checked tree and evalu
 variables ``power_w`` (the commanded AC power in W, 0 for MSC and Hold), ``revert_s`` (the revert time in s) and
 ``max_charge_w`` (from the reading), ``+ - * /``, parentheses, and the functions ``min max ceil floor round abs``.
 
+``[device] kind`` says what the map drives: ``"inverter"`` (the default; this format) or ``"charger"`` (an EV
+charger: :mod:`dwars.runtime.chargermap`, which reuses this module's registers, expressions and checks).
+:func:`load_map` loads inverter maps only.
+
 Loading checks everything and reports every problem at once, each naming the file, the key and the value::
 
-    huawei_sun2000.toml: registers.soc.type = "uint8": must be one of uint16, int16, uint32, int32
+    huawei_sun2000.toml: registers.soc.type = "uint8": must be one of uint16, int16, uint32, int32, float32, float64
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import ast
 import difflib
 import itertools
 import math
+import struct
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,6 +69,12 @@ from dwars.errors import DwarsError
 #: Register types: (words, signed).
 TYPES: dict[str, tuple[int, bool]] = {"uint16": (1, False), "int16": (1, True), "uint32": (2, False),
                                       "int32": (2, True)}
+#: IEEE 754 register types: words, and the struct format of their big-endian bytes.
+FLOAT_TYPES: dict[str, tuple[int, str]] = {"float32": (2, ">f"), "float64": (4, ">d")}
+REGISTER_TYPES: tuple[str, ...] = (*TYPES, *FLOAT_TYPES)
+#: What ``[device] kind`` may say.
+KINDS = ("inverter", "charger")
+_KIND_KEYS = {"inverter": "runtime.inverter", "charger": "ev.charger_map"}  # where the config names each kind
 #: What an expression may refer to.
 VARIABLES = ("power_w", "revert_s", "max_charge_w")
 FUNCTIONS: dict[str, Callable[..., float]] = {"min": min, "max": max, "ceil": math.ceil, "floor": math.floor,
@@ -94,8 +106,9 @@ class Expression:
     tree: ast.expr
 
     @classmethod
-    def parse(cls, value: Any) -> Expression:
-        """An expression from a TOML value (a number or a string); ValueError says what is wrong."""
+    def parse(cls, value: Any, variables: tuple[str, ...] = VARIABLES) -> Expression:
+        """An expression from a TOML value (a number or a string) over ``variables``; ValueError says what is
+        wrong."""
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError("must be a number or an expression in quotes")
         text = repr(value) if not isinstance(value, str) else value.strip()
@@ -104,42 +117,43 @@ class Expression:
         try:
             tree = ast.parse(text, mode="eval").body
         except SyntaxError:
-            raise ValueError("is not an expression (numbers, power_w, revert_s, max_charge_w, + - * / and "
+            raise ValueError(f"is not an expression (numbers, {', '.join(variables)}, + - * / and "
                              f"{', '.join(FUNCTIONS)})") from None
-        _check(tree)
+        _check(tree, variables)
         return cls(text, tree)
 
     @property
     def names(self) -> frozenset[str]:
-        return frozenset(n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name) and n.id in VARIABLES)
+        """The variables it uses (:meth:`parse` let only known ones through)."""
+        return frozenset(n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name) and n.id not in FUNCTIONS)
 
     def __call__(self, variables: Mapping[str, float]) -> float:
         """The value for these variables (ValueError for a division by zero or a missing variable)."""
         return float(_evaluate(self.tree, variables, self.text))
 
 
-def _check(node: ast.expr) -> None:
+def _check(node: ast.expr, variables: tuple[str, ...] = VARIABLES) -> None:
     """Refuse every node but numbers, known variables, + - * /, unary +/- and calls of the known functions."""
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
             raise ValueError(f"{node.value!r} is not a number")
     elif isinstance(node, ast.Name):
-        if node.id not in VARIABLES:
-            raise ValueError(f"unknown name {node.id!r}; known: {', '.join(VARIABLES)}")
+        if node.id not in variables:
+            raise ValueError(f"unknown name {node.id!r}; known: {', '.join(variables)}")
     elif isinstance(node, ast.BinOp):
         if not isinstance(node.op, ast.Add | ast.Sub | ast.Mult | ast.Div):
             raise ValueError("only + - * / are allowed")
-        _check(node.left)
-        _check(node.right)
+        _check(node.left, variables)
+        _check(node.right, variables)
     elif isinstance(node, ast.UnaryOp):
         if not isinstance(node.op, ast.UAdd | ast.USub):
             raise ValueError("only unary + and - are allowed")
-        _check(node.operand)
+        _check(node.operand, variables)
     elif isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords or not node.args:
             raise ValueError(f"only calls of {', '.join(FUNCTIONS)} with plain arguments are allowed")
         for arg in node.args:
-            _check(arg)
+            _check(arg, variables)
     else:
         raise ValueError(f"{type(node).__name__} is not allowed")
 
@@ -176,7 +190,7 @@ class Register:
     Attributes
     ----------
     address : holding register (for a SunSpec map: offset from the model's first data register).
-    type : one of :data:`TYPES`.
+    type : one of :data:`REGISTER_TYPES` (integers, or IEEE 754 floats).
     scale : value = raw x scale (x 10^sf with ``scale_factor``).
     scale_factor : name of the int16 register holding the power-of-ten exponent sf, or None.
     minimum, maximum : what dwars may write, in ``unit`` (writable registers only).
@@ -195,7 +209,11 @@ class Register:
 
     @property
     def words(self) -> int:
-        return TYPES[self.type][0]
+        return TYPES[self.type][0] if self.type in TYPES else FLOAT_TYPES[self.type][0]
+
+    @property
+    def is_float(self) -> bool:
+        return self.type in FLOAT_TYPES
 
     @property
     def writable(self) -> bool:
@@ -209,8 +227,9 @@ class Register:
         """The value (in ``unit``) of this register's words."""
         return self.raw(words) * self.step(sf)
 
-    def raw(self, words: list[int]) -> int:
-        """The register's integer (signed for int types)."""
+    def raw(self, words: list[int]) -> float:
+        """The register's number: its integer (signed for int types), or for a float type its IEEE 754 value
+        (NaN where a device marks a value unavailable)."""
         if len(words) != self.words:
             raise ValueError(f"{self.name}: {len(words)} word(s), expected {self.words}")
         ordered = list(words) if self.word_order == "big" else list(reversed(words))
@@ -218,18 +237,30 @@ class Register:
         for w in ordered:
             value = value << 16 | (int(w) & 0xFFFF)
         bits = 16 * self.words
+        if self.is_float:
+            return float(struct.unpack(FLOAT_TYPES[self.type][1], value.to_bytes(bits // 8, "big"))[0])
         if TYPES[self.type][1] and value >= 1 << (bits - 1):
             value -= 1 << bits
         return value
 
     def encode(self, value: float, sf: int = 0) -> list[int]:
         """The words that carry ``value`` (in ``unit``); :class:`CommandError` when it does not fit the type."""
-        raw = round(value / self.scale * 10.0 ** -sf)
         bits = 16 * self.words
-        low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if TYPES[self.type][1] else (0, (1 << bits) - 1)
-        if not low <= raw <= high:
-            raise CommandError(f"{self.name} = {value:g} {self.unit}".rstrip() + f": does not fit {self.type}")
-        raw &= (1 << bits) - 1
+        shown = f"{self.name} = {value:g} {self.unit}".rstrip() + f": does not fit {self.type}"
+        if not math.isfinite(value):
+            raise CommandError(shown)
+        if self.is_float:
+            try:
+                packed = struct.pack(FLOAT_TYPES[self.type][1], value / self.scale * 10.0 ** -sf)
+            except OverflowError:
+                raise CommandError(shown) from None
+            raw = int.from_bytes(packed, "big")
+        else:
+            raw = round(value / self.scale * 10.0 ** -sf)
+            low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if TYPES[self.type][1] else (0, (1 << bits) - 1)
+            if not low <= raw <= high:
+                raise CommandError(shown)
+            raw &= (1 << bits) - 1
         words = [(raw >> (16 * k)) & 0xFFFF for k in reversed(range(self.words))]
         return words if self.word_order == "big" else list(reversed(words))
 
@@ -306,34 +337,70 @@ class RegisterMap:
         return values
 
 
-def builtin_maps() -> list[str]:
-    """Names of the maps shipped in ``dwars/runtime/maps/`` (without ``.toml``)."""
+def map_kind(text: str) -> str | None:
+    """What a map's TOML text says under ``[device] kind`` (``"inverter"`` when it says nothing; None when the text
+    is not a TOML document with a ``[device]`` table)."""
+    try:
+        device = tomllib.loads(text).get("device")
+    except tomllib.TOMLDecodeError:
+        return None
+    return str(device.get("kind", "inverter")) if isinstance(device, Mapping) else None
+
+
+def builtin_maps(kind: str = "inverter") -> list[str]:
+    """Names of the maps of ``kind`` shipped in ``dwars/runtime/maps/`` (without ``.toml``)."""
     folder = resources.files("dwars.runtime") / "maps"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name[:-5] for p in folder.iterdir()
+                  if p.name.endswith(".toml") and map_kind(p.read_text(encoding="utf-8")) == kind)
+
+
+def read_map_text(name_or_path: str | Path, kind: str = "inverter") -> tuple[str, str]:
+    """(TOML text, file name for messages) of a map of ``kind``: a built-in name or the path of a file."""
+    path = Path(name_or_path)
+    if not path.suffix and path.name == str(name_or_path):  # a bare name: a shipped map
+        if path.name not in builtin_maps(kind):
+            raise MapError([f"no built-in {'' if kind == 'inverter' else kind + ' '}map {path.name!r}; built in: "
+                            f"{', '.join(builtin_maps(kind))}, or give the path of a .toml file"], str(name_or_path))
+        text = (resources.files("dwars.runtime") / "maps" / f"{path.name}.toml").read_text(encoding="utf-8")
+        return text, f"{path.name}.toml"
+    try:
+        return path.read_text(encoding="utf-8"), path.name
+    except OSError as err:
+        raise MapError([f"cannot read the map: {err.strerror}"], str(path)) from None
 
 
 def load_map(name_or_path: str | Path) -> RegisterMap:
     """A map by built-in name (``"huawei_sun2000"``) or from a TOML file; :class:`MapError` lists every problem."""
-    path = Path(name_or_path)
-    if not path.suffix and path.name == str(name_or_path):  # a bare name: a shipped map
-        if path.name not in builtin_maps():
-            raise MapError([f"no built-in map {path.name!r}; built in: {', '.join(builtin_maps())}, "
-                            "or give the path of a .toml file"], str(name_or_path))
-        text = (resources.files("dwars.runtime") / "maps" / f"{path.name}.toml").read_text(encoding="utf-8")
-        return parse_map(text, f"{path.name}.toml")
+    return parse_map(*read_map_text(name_or_path))
+
+
+def load_toml(text: str, source: str) -> dict[str, Any]:
+    """A map file's TOML; :class:`MapError` when it is not valid TOML."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise MapError([f"cannot read the map: {err.strerror}"], str(path)) from None
-    return parse_map(text, path.name)
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise MapError([f"not valid TOML: {err}"], source) from None
+
+
+def check_kind(raw: Mapping[str, Any], kind: str, source: str) -> None:
+    """:class:`MapError` for a map of another kind than ``kind`` (alone: its other keys would only add noise)."""
+    device = raw.get("device")
+    if not isinstance(device, Mapping):
+        return  # the parser says what is wrong with it
+    found = device.get("kind", "inverter")
+    if "kind" not in device and kind != "inverter":
+        raise MapError([f'device.kind: missing (a {kind} map says kind = "{kind}")'], source)
+    if found not in KINDS:
+        raise MapError([f"device.kind = {_show(found)}: must be one of {', '.join(KINDS)}"], source)
+    if found != kind:
+        raise MapError([f"device.kind = {_show(found)}: {'an' if kind[0] in 'aeiou' else 'a'} {kind} map is "
+                        f"needed here; {found} maps belong in {_KIND_KEYS[found]}"], source)
 
 
 def parse_map(text: str, source: str = "map") -> RegisterMap:
     """A map from TOML text (see the module text); :class:`MapError` lists every problem."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise MapError([f"not valid TOML: {err}"], source) from None
+    raw = load_toml(text, source)
+    check_kind(raw, "inverter", source)
     return _Parser(source).parse(raw)
 
 
@@ -385,11 +452,12 @@ class _Parser:
             return None
         return float(value)
 
-    def parse(self, raw: Mapping[str, Any]) -> RegisterMap:
-        self.unknown(raw, "", ("device", "registers", "reading", "modes"))
-        device = self.table(raw, "device")
-        self.unknown(device, "device.", ("name", "unit_id", "word_order", "max_read_gap", "sunspec_model", "commit",
-                                         "check"))
+    def header(self, device: Mapping[str, Any], kind: str, keys: tuple[str, ...]) -> tuple[str, int | None, str,
+                                                                                       int | None]:
+        """The ``[device]`` keys every map has (name, unit_id, word_order, max_read_gap, kind) besides ``keys``:
+        (name, unit id, word order, max read gap)."""
+        self.unknown(device, "device.", ("kind", "name", "unit_id", "word_order", "max_read_gap", "commit", "check",
+                                         *keys))
         name = device.get("name", self.source)
         if not isinstance(name, str) or not name.strip():
             self.bad("device.name", name, "must be a text")
@@ -399,6 +467,12 @@ class _Parser:
             self.bad("device.word_order", word_order, 'must be "big" (high word first) or "little"')
             word_order = "big"
         max_read_gap = self.integer(device, "max_read_gap", "device.", 0, MAX_READ_WORDS, default=0)
+        return str(name), unit_id, word_order, max_read_gap
+
+    def parse(self, raw: Mapping[str, Any]) -> RegisterMap:
+        self.unknown(raw, "", ("device", "registers", "reading", "modes"))
+        device = self.table(raw, "device")
+        name, unit_id, word_order, max_read_gap = self.header(device, "inverter", ("sunspec_model",))
         sunspec_model = device.get("sunspec_model")
         if sunspec_model is not None:
             sunspec_model = self.integer(device, "sunspec_model", "device.", 1, 0xFFFE)
@@ -410,7 +484,7 @@ class _Parser:
         if self.problems:
             raise MapError(self.problems, self.source)
         assert unit_id is not None and max_read_gap is not None
-        return RegisterMap(self.source, str(name), unit_id, registers, modes, reading, checks, sunspec_model,
+        return RegisterMap(self.source, name, unit_id, registers, modes, reading, checks, sunspec_model,
                            max_read_gap, commit)
 
     def registers(self, table: Mapping[str, Any], word_order: str) -> dict[str, Register]:
@@ -426,8 +500,8 @@ class _Parser:
                                         "word_order"))
             address = self.integer(spec, "address", prefix, 0, 0xFFFF)
             kind = spec.get("type", "uint16")
-            if kind not in TYPES:
-                self.bad(prefix + "type", kind, f"must be one of {', '.join(TYPES)}")
+            if kind not in REGISTER_TYPES:
+                self.bad(prefix + "type", kind, f"must be one of {', '.join(REGISTER_TYPES)}")
                 kind = "uint16"
             access = spec.get("access", "r")
             if access not in ("r", "rw"):
@@ -515,35 +589,41 @@ class _Parser:
             if not isinstance(writes, Mapping) or not writes:
                 self.problems.append(f"modes.{key}: missing (a table of register = value or expression)")
                 continue
-            entries = []
-            for name, value in writes.items():
-                where = f"modes.{key}.{name}"
-                reg = registers.get(name)
-                if reg is None:
-                    self.problems.append(f"{where}: unknown register"
-                                         + "".join(f"; did you mean {m}?" for m in
-                                                   difflib.get_close_matches(name, list(registers), n=1)))
-                    continue
-                if not reg.writable:
-                    self.problems.append(f'{where}: registers.{name} is read only (access = "r")')
-                    continue
-                try:
-                    expression = Expression.parse(value)
-                except ValueError as err:
-                    self.bad(where, value, str(err))
-                    continue
-                if not expression.names:  # a constant: its range is known now
-                    try:
-                        reg.check_range(expression({}))
-                    except CommandError as err:
-                        self.bad(where, value, str(err).split(": ", 1)[1])
-                        continue
-                entries.append((name, expression))
-            out[mode] = tuple(entries)
+            out[mode] = self.writes(writes, f"modes.{key}", registers)
         return out
 
+    def writes(self, writes: Mapping[str, Any], prefix: str, registers: Mapping[str, Register],
+               variables: tuple[str, ...] = VARIABLES) -> tuple[tuple[str, Expression], ...]:
+        """``register = value or expression`` entries of one table: writable registers, checked expressions, and
+        constants within their register's range."""
+        entries = []
+        for name, value in writes.items():
+            where = f"{prefix}.{name}"
+            reg = registers.get(name)
+            if reg is None:
+                self.problems.append(f"{where}: unknown register"
+                                     + "".join(f"; did you mean {m}?" for m in
+                                               difflib.get_close_matches(name, list(registers), n=1)))
+                continue
+            if not reg.writable:
+                self.problems.append(f'{where}: registers.{name} is read only (access = "r")')
+                continue
+            try:
+                expression = Expression.parse(value, variables)
+            except ValueError as err:
+                self.bad(where, value, str(err))
+                continue
+            if not expression.names:  # a constant: its range is known now
+                try:
+                    reg.check_range(expression({}))
+                except CommandError as err:
+                    self.bad(where, value, str(err).split(": ", 1)[1])
+                    continue
+            entries.append((name, expression))
+        return tuple(entries)
+
     def commit(self, raw: Any, registers: Mapping[str, Register],
-               modes: Mapping[Mode, tuple[tuple[str, Expression], ...]]) -> tuple[str, ...]:
+               modes: Mapping[Any, tuple[tuple[str, Expression], ...]]) -> tuple[str, ...]:
         if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
             self.bad("device.commit", raw, "must be a list of register names")
             return ()

@@ -17,11 +17,15 @@ device is only how its registers are laid out and read as a command:
   self-consumption. A power written without 47100 changes nothing until the next trigger (what the driver's
   ``commit`` is for). Writes outside the map's writable registers answer ILLEGAL_ADDRESS, values outside their
   ``min``..``max`` ILLEGAL_VALUE.
+
+The pieces that serve a register map (:func:`map_simdata`, :func:`map_write`, :func:`serve`) are shared with the
+simulated EV charger (:mod:`dwars.runtime.sim_charger`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +62,52 @@ _CHA_STATE_SF = -1  # ChaState in 0.1 %
 def _text(value: str, words: int) -> list[int]:
     raw = value.encode("ascii")[: 2 * words].ljust(2 * words, b"\0")
     return [raw[i] << 8 | raw[i + 1] for i in range(0, len(raw), 2)]
+
+
+def map_simdata(registers: Mapping[str, Register], initial: Mapping[str, float],
+                max_read_gap: int = 0) -> list[SimData]:
+    """Server blocks for a map's registers with their ``initial`` values (0 where none is given). Unused addresses
+    within ``max_read_gap`` of a register read 0xFFFF (what chargers such as Alfen's answer for a reserved
+    register: NaN), so that the driver's grouped reads find them; farther ones are not served."""
+    blocks: list[SimData] = []
+    end: int | None = None
+    for r in sorted(registers.values(), key=lambda r: r.address):
+        if end is not None and 0 < r.address - end <= max_read_gap:
+            blocks.append(SimData(end, values=[0xFFFF] * (r.address - end), datatype=DataType.REGISTERS))
+        blocks.append(SimData(r.address, values=r.encode(initial.get(r.name, 0.0)), datatype=DataType.REGISTERS))
+        end = r.address + r.words
+    return blocks
+
+
+def map_write(by_address: Mapping[int, Register], address: int, values: list[int]) -> dict[str, float] | ExcCodes:
+    """The registers a write request sets, with their values (in their units); or why a device that allows only
+    the map's writable registers, within their ``min``..``max``, refuses it (a multi-word register must be written
+    whole, in one request)."""
+    out: dict[str, float] = {}
+    k = 0
+    while k < len(values):
+        reg: Register | None = by_address.get(address + k)
+        if reg is None or not reg.writable or k + reg.words > len(values):
+            return ExcCodes.ILLEGAL_ADDRESS
+        value = reg.decode(values[k: k + reg.words])
+        if not (reg.minimum is not None and reg.maximum is not None and reg.minimum <= value <= reg.maximum):
+            return ExcCodes.ILLEGAL_VALUE
+        out[reg.name] = value
+        k += reg.words
+    return out
+
+
+async def serve(device: SimDevice, host: str, port: int = 0) -> tuple[ModbusTcpServer, asyncio.Task[Any], int]:
+    """A Modbus TCP server for ``device`` on ``host``:``port`` (0 picks a free port), listening when this returns:
+    (server, its task, port)."""
+    port = port or _free_port(host)
+    server = ModbusTcpServer(device, address=(host, port))
+    task = asyncio.create_task(server.serve_forever())
+    for _ in range(100):  # until it listens
+        if server.is_active():
+            break
+        await asyncio.sleep(0.01)
+    return server, task, port
 
 
 def sunspec_registers(max_charge_w: int, soc_pct: float, reserve_pct: float) -> list[int]:
@@ -171,15 +221,8 @@ class SimulatedBattery:
     async def start(self) -> int:
         """Serve on ``host``; returns the port."""
         device = SimDevice(self.unit_id, self._simdata(), action=self._action)
-        port = self.port or _free_port(self.host)
-        self._server = ModbusTcpServer(device, address=(self.host, port))
-        self._task = asyncio.create_task(self._server.serve_forever())
-        for _ in range(100):  # until it listens
-            if self._server.is_active():
-                break
-            await asyncio.sleep(0.01)
-        self.port = port
-        return port
+        self._server, self._task, self.port = await serve(device, self.host, self.port)
+        return self.port
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -319,24 +362,11 @@ class SimulatedHuaweiInverter(SimulatedBattery):
         self._put("battery_power", round(self.battery_w))
 
     def _simdata(self) -> list[SimData]:
-        initial = self._initial()
-        return [SimData(r.address, values=r.encode(initial.get(name, 0.0)), datatype=DataType.REGISTERS)
-                for name, r in self.regmap.registers.items()]
+        return map_simdata(self.regmap.registers, self._initial(), self.regmap.max_read_gap)
 
     def _written(self, address: int, values: list[int]) -> dict[str, float] | ExcCodes:
         """The registers a write request sets, with their values; or why the device refuses it."""
-        out: dict[str, float] = {}
-        k = 0
-        while k < len(values):
-            reg: Register | None = self._by_address.get(address + k)
-            if reg is None or not reg.writable or k + reg.words > len(values):
-                return ExcCodes.ILLEGAL_ADDRESS
-            value = reg.decode(values[k: k + reg.words])
-            if not (reg.minimum is not None and reg.maximum is not None and reg.minimum <= value <= reg.maximum):
-                return ExcCodes.ILLEGAL_VALUE
-            out[reg.name] = value
-            k += reg.words
-        return out
+        return map_write(self._by_address, address, values)
 
     def _refuse(self, address: int, values: list[int]) -> ExcCodes | None:
         written = self._written(address, values)
