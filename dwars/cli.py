@@ -653,6 +653,116 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- bill
+
+
+def cmd_bill(args: argparse.Namespace) -> int:
+    """``dwars bill``: a month's bill rebuilt from the meter and the prices; with an invoice, the difference and
+    its most likely cause; and what the month would have cost at each supplier preset."""
+    import pandas as pd
+
+    from dwars.config import load_config
+    from dwars.data.prices import load_prices
+    from dwars.runtime.app import RunPaths
+    from dwars.runtime.bill import (
+        INVOICE_FIGURES,
+        LINES,
+        compare_invoice,
+        compare_presets,
+        load_invoice,
+        load_readings_csv,
+        month_bounds,
+        preset_tariff,
+        prices_from_cache,
+        reconstruct_bill,
+    )
+    from dwars.runtime.meter_log import MeterLog, meter_log_path
+
+    inst = load_config(_path(args.config))
+    tz = inst.site.timezone
+    invoice = load_invoice(_path(args.invoice)) if args.invoice else None
+    month = args.month or (invoice.month if invoice is not None else None)
+    if month is None:
+        raise DwarsError("--month: give the month to bill (YYYY-MM), or an --invoice that names it")
+    if invoice is not None and invoice.month != month:
+        raise DwarsError(f"--month {month}: the invoice {args.invoice} is for {invoice.month}")
+    supplier = args.supplier if args.supplier != "all" else (invoice.supplier if invoice is not None else "home")
+    if invoice is not None and args.supplier != "all" and args.supplier != invoice.supplier:
+        raise DwarsError(f"--supplier {args.supplier}: the invoice {args.invoice} is from {invoice.supplier}")
+    tariff = preset_tariff(inst.tariff, supplier, tz, str(args.config))
+    paths = RunPaths.for_config(inst, args.config)
+    start, end = month_bounds(month, tz)
+    if args.readings:
+        readings = load_readings_csv(_path(args.readings))
+    else:
+        log_file = meter_log_path(paths.data_dir)
+        if not log_file.is_file():
+            raise DwarsError(f"no meter log at {log_file}: dwars run writes it when [runtime] meter is set; or give "
+                             "the counters with --readings FILE.csv")
+        with MeterLog(log_file) as meter_log:  # a day either side: a gap across the month's edge is split by time
+            readings = meter_log.readings(start - pd.Timedelta(days=1), end + pd.Timedelta(days=1))
+    if args.prices:
+        prices = pd.concat([load_prices(_path(p), tz) for p in args.prices]).sort_index()
+        prices = prices[~prices.index.duplicated(keep="last")]  # a later file overrides an earlier one
+    else:
+        prices = prices_from_cache(paths.price_cache, month, tz)
+    fee = args.monthly_fee if supplier in ("home", inst.tariff.supplier) else None
+    bill = reconstruct_bill(readings, prices, tariff, month, monthly_fee_eur=fee,
+                            grid_fee_eur_per_month=args.grid_fee, tax_reduction_eur_per_year=args.tax_reduction)
+
+    comparison = compare_invoice(bill, invoice) if invoice is not None else None
+    who = "your [tariff]" if supplier == "home" else supplier
+    table = Table(title=f"Bill for {month} at {escape(who)}, rebuilt from your meter (EUR)")
+    table.add_column("line")
+    table.add_column("EUR", justify="right")
+    for key, label in LINES.items():
+        table.add_row(label, f"{bill.lines[key]:,.2f}")
+    table.add_row("[bold]Total incl. VAT[/bold]", f"[bold]{bill.total_eur:,.2f}[/bold]")
+    console.print(table)
+
+    readings_table = Table(title="Readings", show_header=False)
+    readings_table.add_column("what", style="bold")
+    readings_table.add_column("value")
+    readings_table.add_row("intervals", f"{bill.measured_intervals} of {bill.expected_intervals} measured "
+                           f"({bill.minutes} min readings, {bill.price_minutes} min prices)")
+    readings_table.add_row("energy", f"{bill.figures['import_kwh']:.1f} kWh imported, "
+                           f"{bill.figures['export_kwh']:.1f} kWh exported")
+    for gap in bill.gaps:
+        readings_table.add_row(gap.kind, escape(gap.describe(tz)))
+    for note in bill.notes:
+        readings_table.add_row("note", escape(note))
+    console.print(readings_table)
+
+    if comparison is not None:
+        diff_table = Table(title=f"Invoice {escape(str(args.invoice))} vs your meter")
+        for col in ("figure", "invoice", "dwars", "difference"):
+            diff_table.add_column(col, justify="left" if col == "figure" else "right")
+        for key in comparison.differences:
+            diff_table.add_row(INVOICE_FIGURES[key], f"{comparison.invoice.figures[key]:,.2f}",
+                               f"{bill.figures[key]:,.2f}", f"{comparison.differences[key]:+,.2f}")
+        console.print(diff_table)
+        causes = Table(title="Possible causes, best first")
+        for col in ("cause", "size", "explains EUR", "mismatch left EUR", "plausible"):
+            causes.add_column(col, justify="left" if col == "cause" else "right")
+        for cause in comparison.causes[:6]:
+            size = f"{cause.size * 100:+.2f} ct/kWh" if cause.unit == "EUR/kWh" else f"{cause.size:+.2f} {cause.unit}"
+            causes.add_row(cause.key.replace("_", " "), size, f"{cause.explained_eur:+.2f}",
+                           f"{cause.mismatch_eur:.2f}", "yes" if cause.plausible else "no")
+        console.print(causes)
+        console.print(escape(comparison.summary))
+
+    if args.supplier == "all":
+        presets = compare_presets(bill, inst.tariff, args.monthly_fee, str(args.config))
+        per = Table(title=f"{month} at each supplier preset (same meter, prices, grid costs and tax reduction)")
+        for col in ("supplier", "import EUR", "export EUR", "fixed fee EUR", "total EUR", "vs this bill"):
+            per.add_column(col, justify="left" if col == "supplier" else "right")
+        for key, row in presets.iterrows():
+            per.add_row(escape(f"{row['name']} ({key})"), f"{row['energy_eur']:,.2f}", f"{row['export_eur']:,.2f}",
+                        f"{row['fixed_eur']:,.2f}", f"{row['total_eur']:,.2f}", f"{row['vs_bill_eur']:+,.2f}")
+        console.print(per)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- parser
 
 
@@ -807,6 +917,34 @@ def build_parser() -> argparse.ArgumentParser:
     pv_yield.add_argument("--weather", required=True, help="KNMI hourly file")
     pv_yield.add_argument("--resolution", default="60min", help="15min or 60min (default %(default)s)")
     pv_yield.set_defaults(func=cmd_pv_yield)
+
+    bl = sub.add_parser(
+        "bill", help="rebuild a month's electricity bill from the meter and check it against the invoice",
+        description="Rebuild a month's bill from the P1 meter's counters (the meter log that dwars run keeps, or a "
+                    "CSV) and the day-ahead prices; with --invoice, compare it with your supplier's invoice and "
+                    "name the most likely cause of a difference; and show what the month would have cost at each "
+                    "supplier preset. The invoice TOML format is in the README (Supplier monitoring).",
+        epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bl.add_argument("--config", required=True, help="installation TOML (time zone, [tariff], runtime.data_dir)")
+    bl.add_argument("--month", metavar="YYYY-MM", help="the calendar month (default: the invoice's)")
+    bl.add_argument("--readings", metavar="FILE.csv",
+                    help="meter counters: time,import_kwh_total,export_kwh_total (default: the meter log in the "
+                         "config's runtime.data_dir)")
+    bl.add_argument("--prices", nargs="+", metavar="FILE",
+                    help="EPEX price files, as dwars scenario build reads them (default: the price cache in "
+                         "runtime.data_dir, no network)")
+    bl.add_argument("--invoice", metavar="FILE.toml", help="your supplier's invoice for the month (see the README)")
+    bl.add_argument("--supplier", default="all", metavar="all|home|PRESET",
+                    help="the tariff of the bill: a preset id or home (your [tariff]); 'all' (default) bills at the "
+                         "invoice's supplier, else your [tariff], and adds a table of every preset")
+    bl.add_argument("--monthly-fee", type=float, metavar="EUR",
+                    help="your supplier's fixed fee per month, excl. VAT (default: the preset's; 0 for custom)")
+    bl.add_argument("--grid-fee", type=float, default=0.0, metavar="EUR",
+                    help="the grid operator's fixed costs per month (netbeheerkosten), excl. VAT (default 0)")
+    bl.add_argument("--tax-reduction", type=float, metavar="EUR",
+                    help="energy tax reduction per year (vermindering energiebelasting), excl. VAT (default: the "
+                         "statutory figure of the year, 2024: 521.81; 0 when your supplier settles it yearly)")
+    bl.set_defaults(func=cmd_bill)
 
     log_help = ("Read a decision log (JSON Lines, one record per decided interval; rotated files FILE.1 .. FILE.N "
                 "are read too):\n"

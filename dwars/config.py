@@ -213,8 +213,9 @@ class EvConfig:
     Attributes
     ----------
     capacity_kwh : usable energy of the car's battery, kWh.
-    charger_max_kw : the charger's highest power, AC kW (3 x 16 A is 11 kW).
-    charger_min_kw : the lowest power it can charge at, AC kW (IEC 61851: 6 A, so 1.4 kW on one phase, 4.1 on three).
+    charger_max_kw : the charger's highest power, AC kW (3 x 16 A x 230 V is 11.04 kW).
+    charger_min_kw : the lowest power it can charge at, AC kW (IEC 61851: 6 A, so 1.38 kW on one phase, 4.14 on
+        three). Chargers take whole amperes: a power is commanded as the amperes at or below it.
     phases : 1 or 3, the phases the charger uses.
     efficiency : AC to the car's battery (0..1).
     arrive_hour, depart_hour : local clock hours of the usual arrival and departure.
@@ -222,14 +223,14 @@ class EvConfig:
     target_pct : state of charge the car must have at departure, % of capacity.
     strategy : ``smart`` (solar surplus first, then the cheapest quarters before departure) or ``now`` (charge at full
         power from arrival until the target: what a plain charger does).
-    charger : the charger ``dwars run`` commands: ``none``, ``modbus`` (a register map, ``charger_map``) or
-        ``simulated``.
+    charger : the charger ``dwars run`` commands: ``none``, ``modbus`` (a register map, ``charger_map``: the built-in
+        ``alfen_ng9xx`` or a map file) or ``simulated``.
     charger_map, charger_host, charger_port, charger_unit_id : the charger's register map and Modbus TCP address.
     """
 
     capacity_kwh: float = 60.0
-    charger_max_kw: float = 11.0
-    charger_min_kw: float = 4.1
+    charger_max_kw: float = 11.04
+    charger_min_kw: float = 4.14
     phases: int = 3
     efficiency: float = 0.90
     arrive_hour: int = 18
@@ -238,7 +239,7 @@ class EvConfig:
     target_pct: float = 80.0
     strategy: str = "smart"
     charger: str = "none"
-    charger_map: str = "generic_evse"
+    charger_map: str = "alfen_ng9xx"
     charger_host: str = "127.0.0.1"
     charger_port: int = 502
     charger_unit_id: int = 1

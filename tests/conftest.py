@@ -24,6 +24,12 @@ def _scenario(inst: Installation, start: str, end: str, minutes: int) -> Scenari
 
 
 @pytest.fixture(scope="session")
+def make_scenario():
+    """``make_scenario(inst, start, end, minutes)``: a real 2024 scenario (bundled prices and De Bilt weather)."""
+    return _scenario
+
+
+@pytest.fixture(scope="session")
 def week_60(home_inst: Installation) -> Scenario:
     """A real week of 2024 around the spring DST change, hourly, PV modelled for examples/home.toml."""
     return _scenario(home_inst, "2024-03-27", "2024-04-03", 60)

@@ -136,11 +136,9 @@ def test_unknown_prices_are_used_only_when_the_known_ones_cannot_cover_the_need(
 
 
 @pytest.fixture(scope="module")
-def ev_week(home_inst: Installation):
-    from tests.conftest import _scenario
-
+def ev_week(home_inst: Installation, make_scenario):
     inst = dataclasses.replace(home_inst, ev=EvConfig())
-    scenario = _scenario(inst, "2024-01-08", "2024-01-15", 15)
+    scenario = make_scenario(inst, "2024-01-08", "2024-01-15", 15)
     smart = evaluate(inst, scenario, ["none", "rule"], ev_strategy="smart")
     plain = evaluate(inst, scenario, ["none", "rule"], ev_strategy="now")
     without = evaluate(home_inst, scenario, ["none", "rule"])

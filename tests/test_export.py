@@ -32,7 +32,10 @@ RUNTIME_IMPORTS = ("dwars.policy.rl, dwars.policy.shield, dwars.policy.rule, dwa
                    "dwars.runtime.sim_inverter, dwars.runtime.loop, dwars.runtime.simulate, dwars.runtime.prices, "
                    "dwars.runtime.app, dwars.runtime.live, dwars.runtime.live_inputs, dwars.runtime.weather_feed, "
                    "dwars.runtime.history, dwars.runtime.meter, dwars.runtime.homeassistant, dwars.runtime.regmap, "
-                   "dwars.runtime.sim_process, dwars.runtime.ledger, dwars.runtime.status, dwars.cli")
+                   "dwars.runtime.sim_process, dwars.runtime.ledger, dwars.runtime.status, dwars.cli, "
+                   "dwars.runtime.charger, dwars.runtime.chargermap, dwars.runtime.sim_charger, dwars.runtime.switch, "
+                   "dwars.runtime.meter_log, dwars.runtime.bill, dwars.runtime.flex, dwars.env.flex, dwars.env.ev, "
+                   "dwars.env.boiler, dwars.env.connection")
 
 
 @pytest.fixture(scope="module")

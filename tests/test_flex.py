@@ -10,13 +10,12 @@ import pytest
 from dwars.config import BoilerConfig, EvConfig, Installation
 from dwars.policy.decision_log import DecisionLog, read_records
 from dwars.policy.evaluate import evaluate
-from tests.conftest import _scenario
 
 
 @pytest.fixture(scope="module")
-def boiler_june(home_inst: Installation):
+def boiler_june(home_inst: Installation, make_scenario):
     inst = dataclasses.replace(home_inst, boiler=BoilerConfig())
-    scenario = _scenario(inst, "2024-06-03", "2024-06-10", 15)
+    scenario = make_scenario(inst, "2024-06-03", "2024-06-10", 15)
     return (evaluate(inst, scenario, ["none", "rule"], divert=False),
             evaluate(inst, scenario, ["none", "rule"], divert=True))
 
@@ -47,9 +46,10 @@ def test_battery_first_lets_the_boiler_take_only_what_the_battery_leaves(boiler_
     assert full_or_busy.mean() > 0.8
 
 
-def test_boiler_switches_carry_reasons_into_the_decision_log(home_inst: Installation, tmp_path) -> None:
+def test_boiler_switches_carry_reasons_into_the_decision_log(home_inst: Installation, tmp_path,
+                                                             make_scenario) -> None:
     inst = dataclasses.replace(home_inst, boiler=BoilerConfig(), ev=EvConfig())
-    scenario = _scenario(inst, "2024-06-04", "2024-06-06", 60)
+    scenario = make_scenario(inst, "2024-06-04", "2024-06-06", 60)
     path = tmp_path / "decisions.jsonl"
     with DecisionLog(path) as log:
         evaluate(inst, scenario, ["rule"], decision_log=log)
@@ -62,10 +62,10 @@ def test_boiler_switches_carry_reasons_into_the_decision_log(home_inst: Installa
     assert any(x["boiler"]["boost_kw"] > 0 for x in loads)
 
 
-def test_peak_shaving_sheds_the_car_then_uses_the_battery(home_inst: Installation) -> None:
+def test_peak_shaving_sheds_the_car_then_uses_the_battery(home_inst: Installation, make_scenario) -> None:
     site = dataclasses.replace(home_inst.site, import_peak_kw=7.0)
     inst = dataclasses.replace(home_inst, site=site, ev=EvConfig(strategy="now"))
-    scenario = _scenario(inst, "2024-01-08", "2024-01-12", 15)
+    scenario = make_scenario(inst, "2024-01-08", "2024-01-12", 15)
     free = evaluate(dataclasses.replace(inst, site=home_inst.site), scenario, ["rule"])
     capped = evaluate(inst, scenario, ["rule"])
     f, c = free.results["rule"], capped.results["rule"]

@@ -25,6 +25,7 @@ import pandas as pd
 from dwars.config import Installation
 from dwars.data.scenario import Scenario
 from dwars.env.modes import Decision, Mode
+from dwars.errors import DwarsError
 from dwars.policy.base import Home
 from dwars.policy.decision_log import DecisionLog
 from dwars.policy.registry import make_controller
@@ -194,6 +195,7 @@ class MeterWatch:
         self.peaks = PeakWatch(threshold_kw, hold_s)
         self.expected_grid_kw = 0.0
         self.latest: Any = None
+        self.listeners: list[Callable[[Any], Coroutine[Any, Any, None]]] = []  # each reading: load balancing, boiler
         self._totals: tuple[pd.Timestamp, float, float] | None = None  # interval start, import, export kWh
 
     def planned(self, forecasts: Any, applied: Decision) -> None:
@@ -213,6 +215,8 @@ class MeterWatch:
                 log.warning("P1 meter: %s; trying again in %.0f s", err, self.poll_s)
             else:
                 self.latest = reading
+                for listener in self.listeners:
+                    await listener(reading)
                 if self.peaks.update(reading, self.expected_grid_kw):
                     await requests.put(f"the grid import is {reading.net_kw:.1f} kW, "
                                        f"{reading.net_kw - self.expected_grid_kw:.1f} kW more than planned")
@@ -245,6 +249,26 @@ def open_meter_watch(inst: Installation, poll_s: float = 2.0) -> MeterWatch | No
     return MeterWatch(meter, poll_s)
 
 
+async def open_flex(inst: Installation, minutes: int) -> Any:
+    """The EV charger and the boiler switch of ``[ev]`` and ``[boiler]`` (a :class:`~dwars.runtime.flex.FlexRuntime`,
+    inactive when the home has neither and no peak limit). A charger that cannot be reached now is logged; the
+    loop tries it again every interval."""
+    from dwars.runtime.charger import open_charger
+    from dwars.runtime.flex import FlexRuntime
+    from dwars.runtime.switch import open_switch
+
+    charger = open_charger(inst.ev, inst.site) if inst.ev is not None else None
+    if charger is not None:
+        try:
+            await charger.connect()
+        except (DwarsError, OSError) as err:
+            log.error("EV charger: %s; dwars tries again every interval", err)
+    switch = open_switch(inst.boiler, inst.runtime) if inst.boiler is not None else None
+    if switch is not None:
+        switch.start()
+    return FlexRuntime(inst, charger, switch, minutes)
+
+
 async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minutes: int, clock: Clock,
                    log_path: Path, until: pd.Timestamp | None = None, policy_path: str | None = None,
                    port: int | None = None, config_path: str | Path | None = None,
@@ -268,11 +292,19 @@ async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minute
     try:
         with DecisionLog(log_path) as decision_log:
             controller = make_controller(inst.runtime.controller, home, scenario, policy_path=policy_path)
-            loop = ControlLoop(home, controller, driver, inputs_for(home), minutes, Shield(home), decision_log)
+            flex = await open_flex(inst, minutes)
+            loop = ControlLoop(home, controller, driver, inputs_for(home), minutes, Shield(home), decision_log,
+                               flex=flex)
+            if meter is not None and loop.flex is not None:
+                meter.listeners.append(loop.flex.on_reading)
             keeper = StatusKeeper(inst, loop)
 
             def after_each(trigger: Tick, applied: Decision) -> None:
                 flows = meter.flows(trigger.start, minutes) if meter is not None and not trigger.early else None
+                if meter is not None and not trigger.early:  # the counters at this boundary, for `dwars bill`
+                    from dwars.runtime.meter_log import record_counters
+                    record_counters(RunPaths.for_config(keeper.inst, config_path).data_dir, trigger.start,
+                                    meter.latest)
                 status = keeper.after(trigger, applied, flows)
                 if meter is not None and loop.last_forecasts is not None:
                     meter.planned(loop.last_forecasts, applied)
@@ -293,8 +325,10 @@ async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minute
                                 "%s h; the next decision follows it", new.strategy.profile, new.battery.reserve_pct,
                                 f"{new.goals.endpoint_soc_pct:g}", new.goals.endpoint_hour)
 
-            runner = Runner(loop, clock, after_each=after_each,
-                            watchers=(meter.watch,) if meter is not None else ())
+            watchers = [meter.watch] if meter is not None else []
+            if flex.charger is not None:
+                watchers.append(flex.charger.watch)  # keeps the charger's setpoint alive, reports plug-in/out
+            runner = Runner(loop, clock, after_each=after_each, watchers=tuple(watchers))
             if meter is not None and hasattr(meter.meter, "start"):
                 await meter.meter.start()
             try:
@@ -302,6 +336,7 @@ async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minute
             finally:
                 if meter is not None and hasattr(meter.meter, "close"):
                     await meter.meter.close()
+                flex.close()
     finally:
         if bridge is not None:
             bridge.close()

@@ -150,6 +150,8 @@ class ControlLoop:
         steady command costs a write every other interval, and a stopped dwars leaves the battery on its last
         command for at most an hour).
     max_failures : failed intervals in a row before safe mode (default 3).
+    flex : the EV charger and the boiler switch (:class:`dwars.runtime.flex.FlexRuntime`): the peak limit adjusts
+        the battery's decision, the EV is planned and commanded after it, and what the loads do goes into the record.
 
     Attributes
     ----------
@@ -161,7 +163,7 @@ class ControlLoop:
 
     def __init__(self, home: Home, controller: Controller, driver: SunSpecDriver, inputs: Any, minutes: int,
                  shield: Any | None = None, decision_log: Any | None = None, revert_intervals: int = 4,
-                 max_failures: int = 3) -> None:
+                 max_failures: int = 3, flex: Any | None = None) -> None:
         self.home = home
         self.controller = controller
         self.driver = driver
@@ -178,6 +180,7 @@ class ControlLoop:
         self.last_forecasts: Forecasts | None = None
         self.last_interventions: list[Any] = []
         self.causes = CauseLog(log)  # forecast gaps repaired, curtailment the inverter cannot carry out
+        self.flex = flex if flex is not None and flex.active else None
 
     async def decide(self, when: pd.Timestamp, early: str | None = None) -> Decision:
         """One interval: read, decide, check, command, log. Returns what was applied (self-consumption, with the
@@ -195,6 +198,9 @@ class ControlLoop:
         if self.shield is not None:
             result = self.shield.check(state, forecasts, proposed)
             applied, notes = result.applied, result.interventions
+        peak_note = ""
+        if self.flex is not None:
+            applied, peak_note = self.flex.adjust(applied, forecasts)
         if self.safe_mode and applied.mode != Mode.MSC:
             applied = Decision(Mode.MSC, 0.0, f"safe mode: self-consumption instead of {applied.describe()} until "
                                               "the inverter takes commands again")
@@ -214,14 +220,20 @@ class ControlLoop:
         if early:
             applied = dataclasses.replace(applied, reason=f"{applied.reason} (decided again: {early})")
         self.last, self.last_forecasts, self.last_interventions = (state, applied), forecasts, list(notes)
-        self._record(state.time, state.soc_pct, proposed, applied, list(notes), inputs_digest(state, forecasts))
+        loads: dict[str, Any] = {}
+        if self.flex is not None:
+            loads = await self.flex.interval(pd.Timestamp(when), forecasts)
+            if peak_note:
+                loads["peak"] = peak_note
+        self._record(state.time, state.soc_pct, proposed, applied, list(notes), inputs_digest(state, forecasts),
+                     loads)
         return applied
 
     def _record(self, when: pd.Timestamp, soc_pct: float, proposed: Decision, applied: Decision,
-                notes: list[Any], digest: str) -> None:
+                notes: list[Any], digest: str, loads: dict[str, Any] | None = None) -> None:
         if self.decision_log is not None:
             self.decision_log.write(decision_record(when, self.home.timezone, self.controller.name, soc_pct,
-                                                    proposed, applied, notes, digest))
+                                                    proposed, applied, notes, digest, loads))
 
     async def _failed(self, why: str) -> None:
         self.failures += 1
