@@ -248,7 +248,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             log_file = DecisionLog(args.log, fsync=False)
         try:
             result = evaluate(inst, scenario, names, seed=args.seed, policy_path=args.policy,
-                              progress_factory=factory, shield=not args.no_shield, decision_log=log_file)
+                              progress_factory=factory, shield=not args.no_shield, decision_log=log_file,
+                              ev_strategy=args.ev_strategy, divert=not args.no_divert)
         finally:
             if log_file is not None:
                 log_file.close()
@@ -289,11 +290,45 @@ def _print_evaluation(results: dict[str, dict[str, Any]], title: str) -> None:
     console.print(table)
     console.print("violations: reserve/endpoint/night end (reachable deadlines missed); "
                   "capture = saving / oracle saving")
+    _print_loads(results)
     shielded = {n: r for n, r in results.items() if r.get("shield_interventions")}
     for name, r in shielded.items():
         rules = ", ".join(f"{rule} {count}" for rule, count in sorted(r["shield_by_rule"].items()))
         console.print(f"shield on {name}: {r['shield_interventions']} intervals with an intervention "
                       f"({r['shield_rate']:.1%}): {rules}")
+
+
+def _print_loads(results: dict[str, dict[str, Any]]) -> None:
+    """The EV, the boiler and the peak limit, when the home has them."""
+    has_ev = any("ev_charged_kwh" in r for r in results.values())
+    has_boiler = any("boiler_kwh" in r for r in results.values())
+    has_peak = any(r.get("intervals_over_peak") for r in results.values()) or has_ev or has_boiler
+    if not (has_ev or has_boiler):
+        return
+    table = Table(title="flexible loads")
+    cols = ["controller"]
+    if has_ev:
+        cols += ["EV kWh", "left short", "short kWh"]
+    if has_boiler:
+        cols += ["boiler kWh", "boost kWh", "no hot water kWh"]
+    if has_peak:
+        cols += ["peak kW", "over peak"]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "controller" else "right")
+    for name, r in results.items():
+        row = [name]
+        if has_ev:
+            row += [f"{r.get('ev_charged_kwh', 0):,.0f}", f"{r.get('ev_missed_departures', 0)}",
+                    f"{r.get('ev_short_kwh', 0):.1f}"]
+        if has_boiler:
+            row += [f"{r.get('boiler_kwh', 0):,.0f}", f"{r.get('boiler_boost_kwh', 0):,.0f}",
+                    f"{r.get('hot_water_unmet_kwh', 0):.1f}"]
+        if has_peak:
+            row += [f"{r['peak_import_kw']:.1f}", f"{r.get('intervals_over_peak', 0)}"]
+        table.add_row(*row)
+    console.print(table)
+    console.print("left short: departures below the car's target; boost: boiler kWh switched on by a solar surplus; "
+                  "peak: the highest interval import")
 
 
 # ------------------------------------------------------------------------------------------------- log
@@ -847,6 +882,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "read it with dwars log show/shield")
     ev.add_argument("--no-shield", action="store_true",
                     help="run controllers without the safety shield (by default all but oracle and none go through it)")
+    ev.add_argument("--ev-strategy", choices=("smart", "now"),
+                    help="charge the [ev] car smartly or plainly (full power from arrival), whatever the config says")
+    ev.add_argument("--no-divert", action="store_true",
+                    help="leave the [boiler] to its own thermostat (no solar surplus switch), to see what it saves")
     ev.set_defaults(func=cmd_evaluate)
 
     rn = sub.add_parser(

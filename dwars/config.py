@@ -282,7 +282,7 @@ class BoilerConfig:
     divert_above_kw: float = 1.5
     release_above_kw: float = 0.5
     divert_minutes: float = 2.0
-    priority: str = "battery"
+    priority: str = "auto"
     switch: str = "none"
     mqtt_topic: str = "cmnd/boiler/POWER"
     payload_on: str = "ON"

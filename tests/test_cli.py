@@ -134,3 +134,23 @@ def test_run_with_a_corrupt_policy_file_says_so(tmp_path: Path, capsys: pytest.C
                  "--policy", str(bad), "--log", str(tmp_path / "d.jsonl")])
     assert code == 2
     assert "cannot be loaded" in capsys.readouterr().err
+
+
+def test_evaluate_with_a_car_and_a_boiler_shows_the_flexible_loads(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(ROOT / "examples" / "home_ev.toml")
+    out = tmp_path / "scn.csv"
+    assert main(["scenario", "build", "--config", config, "--prices", "sample:prices_2024.json.gz",
+                 "--weather", "sample:knmi_debilt_260_2024_T_Q.csv.gz", "--start", "2024-06-03",
+                 "--end", "2024-06-06", "--resolution", "60min", "--out", str(out)]) == 0
+    capsys.readouterr()
+    figures = {}
+    for strategy in ("smart", "now"):
+        js = tmp_path / f"{strategy}.json"
+        assert main(["evaluate", "--config", config, "--scenario", str(out), "--controllers", "none,rule",
+                     "--ev-strategy", strategy, "--json", str(js)]) == 0
+        printed = capsys.readouterr().out
+        assert "flexible loads" in printed and "EV kWh" in printed and "boost kWh" in printed
+        figures[strategy] = json.loads(js.read_text())["controllers"]
+    assert figures["smart"]["rule"]["ev_charged_kwh"] > 20  # three nights of 8 kWh
+    assert figures["smart"]["rule"]["objective_eur"] < figures["now"]["rule"]["objective_eur"]
