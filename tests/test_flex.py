@@ -14,26 +14,30 @@ from dwars.policy.evaluate import evaluate
 
 @pytest.fixture(scope="module")
 def boiler_june(home_inst: Installation, make_scenario):
-    inst = dataclasses.replace(home_inst, boiler=BoilerConfig())
+    inst = dataclasses.replace(home_inst, boiler=BoilerConfig(priority="battery"))
     scenario = make_scenario(inst, "2024-06-03", "2024-06-10", 15)
+    auto = dataclasses.replace(home_inst, boiler=BoilerConfig(priority="auto"))
     return (evaluate(inst, scenario, ["none", "rule"], divert=False),
-            evaluate(inst, scenario, ["none", "rule"], divert=True))
+            evaluate(inst, scenario, ["none", "rule"], divert=True),
+            evaluate(auto, scenario, ["none", "rule"], divert=True))
 
 
 def test_the_boiler_on_solar_surplus_saves_money_and_keeps_the_hot_water(boiler_june) -> None:
-    plain, diverted = boiler_june
+    plain, diverted, auto = boiler_june
     for name in ("none", "rule"):
         p, d = plain.results[name], diverted.results[name]
+        assert auto.results[name]["objective_eur"] < p["objective_eur"]  # sharing the sun never costs more
+        assert auto.results[name]["hot_water_unmet_kwh"] == 0
         assert p["boiler_boost_kwh"] == 0 and d["boiler_boost_kwh"] > 5.0
         assert d["objective_eur"] < p["objective_eur"]
         assert d["hot_water_unmet_kwh"] == 0 and p["hot_water_unmet_kwh"] == 0
-        assert d["export_kwh"] < p["export_kwh"]  # the surplus went into the tank instead of the grid
+        assert d["export_kwh"] < p["export_kwh"]  # battery first: the surplus left went into the tank, not the grid
     tank = diverted.traces["rule"].flex.tank_c
     assert tank.max() <= BoilerConfig().boost_c + 1e-6 and tank.max() > BoilerConfig().setpoint_c + 5
 
 
 def test_battery_first_lets_the_boiler_take_only_what_the_battery_leaves(boiler_june) -> None:
-    _, diverted = boiler_june
+    _, diverted, _ = boiler_june
     tr = diverted.traces["rule"]
     boosting = tr.flex.boost_kw > 0
     assert boosting.any()
