@@ -1,10 +1,12 @@
-"""Shared fixtures: real scenarios built once per test session from the bundled samples."""
+"""Shared fixtures: real scenarios built once per test session from the bundled samples, and a real MQTT broker."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers_mqtt import Broker
 
 from dwars.config import Installation, load_config
 from dwars.data.io import sample_path
@@ -51,3 +53,14 @@ def june_15(home_inst: Installation) -> Scenario:
 def december_60(home_inst: Installation) -> Scenario:
     """A dark, expensive week of December 2024, hourly (price peaks above 0.8 EUR/kWh)."""
     return _scenario(home_inst, "2024-12-09", "2024-12-16", 60)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto on a free port of 127.0.0.1, stopped after the test."""
+    b = Broker(tmp_path)
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()

@@ -29,14 +29,6 @@ from dwars.runtime.sim_process import Actuals, serve_on_clock
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Broker:
-    b = Broker(tmp_path)
-    b.start()
-    yield b
-    b.stop()
-
-
 def test_a_replayed_day_reports_to_home_assistant_and_follows_its_change(tmp_path: Path, week_60: Scenario,
                                                                          broker: Broker,
                                                                          caplog: pytest.LogCaptureFixture) -> None:

@@ -32,16 +32,6 @@ HOME_TOML = ROOT / "examples" / "home.toml"
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path)
-    b.start()
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
-@pytest.fixture
 def home(tmp_path: Path) -> Path:
     path = tmp_path / "cfg" / "home.toml"
     path.parent.mkdir()

@@ -8,7 +8,6 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -25,16 +24,6 @@ from dwars.runtime.switch import MqttSwitch, SimulatedSwitch, SwitchError, open_
 
 T0 = pd.Timestamp("2024-06-03 10:00", tz="UTC")
 TOPIC = "cmnd/boiler/POWER"
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path)
-    b.start()
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 @pytest.fixture
