@@ -21,6 +21,7 @@ The EV and the home battery never fight: the battery does not discharge into the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -178,6 +179,18 @@ def plan_ev(
     # A car that fills up within the interval stops drawing: the mean power is then below the charger's minimum.
     power[0] = min(power[0], top_kw, room_ac_kwh / dt_h)
     return EvPlan(power, _reason(power, surplus, imp, need_ac_kwh * cfg.efficiency, times, timezone, depart, dt_h))
+
+
+def plan_ev_on(cfg: EvConfig, car_kwh: float, dt_h: float, forecasts: Any, intervals_left: int, timezone: str,
+               max_kw: float | None = None) -> EvPlan:
+    """:func:`plan_ev` on the forecasts a controller sees (:class:`dwars.policy.base.Forecasts`): the next
+    ``intervals_left`` intervals before departure, cut to the forecast horizon, their known prices, and the forecast
+    surplus PV - load."""
+    left = min(int(intervals_left), forecasts.horizon)
+    known = min(left, forecasts.n_price_known)
+    surplus = np.asarray(forecasts.pv_kw[:left]) - np.asarray(forecasts.load_kw[:left])
+    return plan_ev(cfg, car_kwh, dt_h, forecasts.times[:left], forecasts.import_price_eur_per_kwh[:known],
+                   forecasts.export_price_eur_per_kwh[:known], surplus, timezone, max_kw)
 
 
 def _clip_min(kw: float, min_kw: float, max_kw: float) -> float:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from dwars.env.connection import Connection, ev_power_allowed, peak_decision
 from dwars.env.dispatch import IntervalResult, simulate_interval
-from dwars.env.ev import EvCalendar, plan_ev, target_kwh
+from dwars.env.ev import EvCalendar, plan_ev_on, target_kwh
 from dwars.env.modes import Decision
 
 
@@ -111,12 +111,7 @@ class HomeFlex:
             self.car_kwh = max(self.car_kwh - ev.daily_kwh, 0.0)
         if not cal.plugged[i]:
             return 0.0, ""
-        left = min(int(cal.depart_index[i]) - i, forecasts.horizon)
-        known = min(left, forecasts.n_price_known)
-        surplus = np.asarray(forecasts.pv_kw[:left]) - np.asarray(forecasts.load_kw[:left])
-        plan = plan_ev(ev, self.car_kwh, self.dt_h, forecasts.times[:left],
-                       forecasts.import_price_eur_per_kwh[:known], forecasts.export_price_eur_per_kwh[:known],
-                       surplus, self.home.timezone)
+        plan = plan_ev_on(ev, self.car_kwh, self.dt_h, forecasts, int(cal.depart_index[i]) - i, self.home.timezone)
         return plan.now_kw, plan.reason
 
     def play(self, i: int, forecasts: Any, decision: Decision, energy_kwh: float, pv_kw: float, load_kw: float,
@@ -147,13 +142,13 @@ class HomeFlex:
                                      connection=conn, ev_phases=self.ev.phases if self.ev else 3)
 
         on = False
+        result = run(0.0, False)  # without the boost: what the P1 meter shows while the boost is off
         if steps is not None and self.divert:
-            on, first, why = self._switch(i, forecasts, energy_kwh, pv_kw, house_kw + ev_kw, run)
+            on, first, why = self._switch(i, forecasts, energy_kwh, pv_kw, house_kw + ev_kw, result)
             if why:
                 reasons.append(why)
-            result = run(float(steps[1].boost_kw) if on else 0.0, first)
-        else:
-            result = run(0.0, False)
+            if on:
+                result = run(float(steps[1].boost_kw), first)
         if steps is not None:
             self._commit(i, steps[1] if on else steps[0])
         if self.ev is not None and self.calendar is not None:
@@ -189,9 +184,9 @@ class HomeFlex:
         return boiler_step(*args, False, draw, self.dt_h), boiler_step(*args, True, draw, self.dt_h)
 
     def _switch(self, i: int, forecasts: Any, energy_kwh: float, pv_kw: float, load_kw: float,
-                run: Any) -> tuple[bool, bool, str]:
+                plain: IntervalResult) -> tuple[bool, bool, str]:
         """Whether the boost is on this interval, whether the boiler goes before the battery, and the switch's
-        reason when it switched."""
+        reason when it switched. ``plain`` is the interval played without the boost."""
         from dwars.env.boiler import boiler_first, boiler_headroom_kwh, tank_full
 
         cfg = self.boiler
@@ -203,11 +198,7 @@ class HomeFlex:
         first, _ = boiler_first(cfg, self.home.battery.capacity_kwh - energy_kwh, headroom,
                                 float(np.sum(surplus[rest]) * self.dt_h))
         # What the P1 meter shows with the boost off: after the battery took its share, or (boiler first) before.
-        if first:
-            probe = load_kw - pv_kw
-        else:
-            plain = run(0.0, False)
-            probe = float(plain.import_kw - plain.export_kw)
+        probe = load_kw - pv_kw if first else float(plain.import_kw - plain.export_kw)
         if self.diverter.on:
             probe += cfg.power_kw
         t0 = self.times[i]

@@ -26,7 +26,7 @@ import pandas as pd
 
 from dwars.config import Installation
 from dwars.env.connection import Connection, base_phase_kw, ev_power_allowed, peak_decision
-from dwars.env.ev import plan_ev, target_kwh
+from dwars.env.ev import plan_ev_on, target_kwh
 from dwars.env.modes import Decision
 from dwars.errors import DwarsError
 
@@ -124,11 +124,8 @@ class FlexRuntime:
         dt_h = self.minutes / 60.0
         car_kwh = target_kwh(ev) - ev.daily_kwh + reading.session_kwh * ev.efficiency
         depart = next_departure(when, ev.depart_hour, self.inst.site.timezone)
-        left = int(min(max((depart - when) / pd.Timedelta(minutes=self.minutes), 1), forecasts.horizon))
-        known = min(left, forecasts.n_price_known)
-        surplus = np.asarray(forecasts.pv_kw[:left]) - np.asarray(forecasts.load_kw[:left])
-        plan = plan_ev(ev, car_kwh, dt_h, forecasts.times[:left], forecasts.import_price_eur_per_kwh[:known],
-                       forecasts.export_price_eur_per_kwh[:known], surplus, self.inst.site.timezone)
+        left = max(int((depart - when) / pd.Timedelta(minutes=self.minutes)), 1)
+        plan = plan_ev_on(ev, car_kwh, dt_h, forecasts, left, self.inst.site.timezone)
         self.ev_wanted_kw, self.ev_reason = plan.now_kw, plan.reason
         allowed = plan.now_kw
         if self.last_reading is not None:
