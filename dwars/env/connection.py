@@ -50,9 +50,14 @@ class Connection:
         return cls(site.phases, site.phase_limit_kw, site.grid_limit_kw, peak)
 
     @property
+    def connection_limit_kw(self) -> float:
+        """What the connection may carry in all: its limit, and no more than every phase at its fuse."""
+        return min(self.grid_limit_kw, self.phases * self.phase_limit_kw)
+
+    @property
     def import_limit_kw(self) -> float:
         """The import nothing flexible may push the connection past: the peak limit or the connection limit."""
-        return min(self.grid_limit_kw, self.import_peak_kw, self.phases * self.phase_limit_kw)
+        return min(self.connection_limit_kw, self.import_peak_kw)
 
     def spread(self, kw: float) -> np.ndarray:
         """A load spread evenly over the phases, kW per phase."""
@@ -79,11 +84,11 @@ def ev_cap_kw(conn: Connection, base_kw: np.ndarray, ev_phases: int) -> tuple[fl
     n = min(ev_phases, conn.phases)
     base_kw = np.asarray(base_kw, dtype=float)
     fuse = float(np.min(conn.phase_limit_kw - base_kw[:n])) * n
-    total = min(conn.grid_limit_kw, conn.phases * conn.phase_limit_kw) - float(np.sum(base_kw))
-    peak = conn.import_peak_kw - float(np.sum(base_kw))
-    cap, why = min((fuse, "the main fuse"), (total, "the connection limit"),
-                   (peak, f"the peak limit of {conn.import_peak_kw:g} kW"), key=lambda c: c[0])
-    return max(cap, 0.0), why
+    total = conn.import_limit_kw - float(np.sum(base_kw))
+    if fuse <= total:
+        return max(fuse, 0.0), "the main fuse"
+    peak = conn.import_peak_kw < conn.connection_limit_kw
+    return max(total, 0.0), f"the peak limit of {conn.import_peak_kw:g} kW" if peak else "the connection limit"
 
 
 def battery_charge_cap_kw(conn: Connection, base_kw: np.ndarray, ev_kw: float, ev_phases: int) -> float:
@@ -92,7 +97,7 @@ def battery_charge_cap_kw(conn: Connection, base_kw: np.ndarray, ev_kw: float, e
     surplus is not limited by it (the caller adds the surplus). >= 0."""
     loads = np.asarray(base_kw, dtype=float) + conn.on_phases(ev_kw, ev_phases)
     per_phase = float(np.min(conn.phase_limit_kw - loads)) * conn.phases
-    total = min(conn.grid_limit_kw, conn.phases * conn.phase_limit_kw) - float(np.sum(loads))
+    total = conn.connection_limit_kw - float(np.sum(loads))
     return max(min(per_phase, total), 0.0)
 
 
