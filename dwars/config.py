@@ -289,8 +289,60 @@ class BoilerConfig:
     payload_off: str = "OFF"
 
 
+VOLTAGE_SOURCES: tuple[str, ...] = ("meter", "inverter")
+
+
+@dataclass(frozen=True)
+class VoltageConfig:
+    """Grid-voltage protection (the ``[voltage]`` section): keep the PV inverter online on a high-voltage street.
+
+    A PV inverter disconnects when the 10-minute mean of its grid voltage exceeds ``trip_v`` (253 V: EN 50160 and
+    the Dutch grid code, 230 V + 10 %). dwars switches to high-voltage mode when the rolling ``window_minutes``
+    mean reaches ``trip_v - margin_v``: the battery takes the solar surplus (never trading: charging from own PV
+    needs no spread), then the boiler of ``[boiler]`` when the export goes on; it releases when the mean has
+    fallen below ``trip_v - margin_v - hysteresis_v``.
+
+    Attributes
+    ----------
+    trip_v : the inverter's trip level for the 10-minute mean voltage, V.
+    margin_v : act this many V below ``trip_v``.
+    hysteresis_v : release this many V below the activation level.
+    window_minutes : length of the rolling mean, minutes.
+    source : where ``dwars run`` reads the voltage: ``meter`` (the P1 meter's per-phase voltage) or ``inverter``
+        (the inverter's grid voltage over Modbus).
+    boiler : also switch on the boiler when the battery cannot take the whole surplus.
+    boiler_export_kw : the export (kW) still on the P1 meter in high-voltage mode that switches the boiler on.
+    street_base_v, street_rise_v : the simulator's street: its voltage without sun, V, and how much the
+        neighbours' PV raises it at full sun, V (a scenario's ``grid_voltage_v`` column replaces the two).
+    rise_v_per_kw : how much the home's own export raises the voltage at its connection, V per kW (the cable
+        to the street; an import lowers it as much).
+    """
+
+    trip_v: float = 253.0
+    margin_v: float = 2.0
+    hysteresis_v: float = 2.0
+    window_minutes: float = 10.0
+    source: str = "meter"
+    boiler: bool = True
+    boiler_export_kw: float = 0.3
+    street_base_v: float = 236.0
+    street_rise_v: float = 14.0
+    rise_v_per_kw: float = 0.8
+
+    @property
+    def act_v(self) -> float:
+        """The mean voltage (V) at which high-voltage mode starts."""
+        return self.trip_v - self.margin_v
+
+    @property
+    def release_v(self) -> float:
+        """The mean voltage (V) below which high-voltage mode ends."""
+        return self.act_v - self.hysteresis_v
+
+
 INVERTERS: tuple[str, ...] = ("sunspec", "huawei_sun2000", "simulated")
-METERS: tuple[str, ...] = ("none", "dsmr_tcp", "dsmr_serial", "homewizard")
+METERS: tuple[str, ...] = ("none", "dsmr_tcp", "dsmr_serial", "homewizard", "homeassistant")
+HA_APIS: tuple[str, ...] = ("websocket", "rest", "mqtt")
 PRICE_SOURCES: tuple[str, ...] = ("energyzero", "entsoe")
 WEATHER_SOURCES: tuple[str, ...] = ("open-meteo", "clearsky")
 
@@ -307,7 +359,14 @@ class RuntimeConfig:
         a map file (``.toml``), or ``simulated`` (a simulated inverter on 127.0.0.1, for trying dwars out).
     inverter_host, inverter_port, inverter_unit_id : its Modbus TCP address.
     meter : the P1 smart meter: ``none``, ``dsmr_tcp`` (a P1 cable behind ser2net), ``dsmr_serial`` (a USB P1
-        cable at ``meter_device``) or ``homewizard`` (the HomeWizard P1 meter's local API).
+        cable at ``meter_device``), ``homewizard`` (the HomeWizard P1 meter's local API) or ``homeassistant``
+        (the entities of Home Assistant's DSMR integration: no splitter, the P1 port keeps serving Home Assistant).
+    ha_url : Home Assistant's address for ``meter = "homeassistant"`` (``http://homeassistant.local:8123``).
+    ha_token_env : the environment variable that holds a long-lived access token of Home Assistant.
+    ha_api : how the meter's entities are read: ``websocket`` (pushed as they change), ``rest`` (polled) or
+        ``mqtt`` (Home Assistant's ``mqtt_statestream`` on the ``mqtt_host`` broker, under ``ha_statestream_topic``).
+    ha_entity_prefix : the DSMR entities' common start (``sensor.electricity_meter_``: the integration's default).
+    ha_statestream_topic : the base topic of ``mqtt_statestream``.
     prices : ``energyzero`` (no account needed) or ``entsoe`` (needs a token in the environment variable named
         by ``entsoe_token_env``); the other one is the fall-back, and the disk cache after that.
     prices_url, weather_url : another address for the price or weather service ("" = the public one; a local
@@ -328,6 +387,11 @@ class RuntimeConfig:
     meter_host: str = ""
     meter_port: int = 2001
     meter_device: str = "/dev/ttyUSB0"
+    ha_url: str = "http://homeassistant.local:8123"
+    ha_token_env: str = "DWARS_HA_TOKEN"
+    ha_api: str = "websocket"
+    ha_entity_prefix: str = "sensor.electricity_meter_"
+    ha_statestream_topic: str = "homeassistant"
     prices: str = "energyzero"
     entsoe_token_env: str = "ENTSOE_TOKEN"
     prices_url: str = ""
@@ -354,6 +418,7 @@ class Installation:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     ev: EvConfig | None = None
     boiler: BoilerConfig | None = None
+    voltage: VoltageConfig | None = None
     name: str = "home"
 
     def replace(self, **changes: Any) -> Installation:
@@ -505,6 +570,18 @@ _SCHEMA: dict[str, dict[str, tuple[str, Check | None]]] = {
         "payload_on": (_STR, None),
         "payload_off": (_STR, None),
     },
+    "voltage": {
+        "trip_v": (_NUM, _range(200, 300)),
+        "margin_v": (_NUM, _range(0, 30)),
+        "hysteresis_v": (_NUM, _range(0, 30, lo_open=True)),
+        "window_minutes": (_NUM, _range(0, 60, lo_open=True)),
+        "source": (_STR, _one_of(VOLTAGE_SOURCES)),
+        "boiler": (_BOOL, None),
+        "boiler_export_kw": (_NUM, _range(0, 100)),
+        "street_base_v": (_NUM, _range(150, 300)),
+        "street_rise_v": (_NUM, _range(0, 60)),
+        "rise_v_per_kw": (_NUM, _range(0, 20)),
+    },
     "runtime": {
         "controller": (_STR, _one_of(("rl", "rule", "mpc", "mpc_shield", "msc"))),
         "minutes": (_INT, _one_of((15, 60))),
@@ -516,6 +593,11 @@ _SCHEMA: dict[str, dict[str, tuple[str, Check | None]]] = {
         "meter_host": (_STR, None),
         "meter_port": (_INT, _range(1, 65535)),
         "meter_device": (_STR, None),
+        "ha_url": (_STR, None),
+        "ha_token_env": (_STR, None),
+        "ha_api": (_STR, _one_of(HA_APIS)),
+        "ha_entity_prefix": (_STR, None),
+        "ha_statestream_topic": (_STR, None),
         "prices": (_STR, _one_of(PRICE_SOURCES)),
         "entsoe_token_env": (_STR, None),
         "prices_url": (_STR, None),
@@ -633,6 +715,7 @@ def installation_from_dict(raw: Mapping[str, Any], source: str = "config") -> In
     runtime = RuntimeConfig(**section("runtime"))
     ev = EvConfig(**section("ev")) if "ev" in raw else None
     boiler = BoilerConfig(**section("boiler")) if "boiler" in raw else None
+    voltage = VoltageConfig(**section("voltage")) if "voltage" in raw else None
 
     pv: PvConfig | None = None
     if "pv" in raw:
@@ -674,7 +757,7 @@ def installation_from_dict(raw: Mapping[str, Any], source: str = "config") -> In
         raise ConfigError(problems, source)
     inst = Installation(
         site=site, pv=pv, battery=battery, goals=goals, tariff=tariff, strategy=strategy, load=load,
-        runtime=runtime, ev=ev, boiler=boiler, name=name,
+        runtime=runtime, ev=ev, boiler=boiler, voltage=voltage, name=name,
     )
     validate_installation(inst, source)
     return inst
@@ -725,7 +808,15 @@ def validate_installation(inst: Installation, source: str = "config") -> None:
     if s_.import_peak_kw is not None and s_.import_peak_kw > s_.grid_limit_kw:
         problems.append(f"site.import_peak_kw = {s_.import_peak_kw:g}: must be at most site.grid_limit_kw "
                         f"({s_.grid_limit_kw:g})")
+    v = inst.voltage
+    if v is not None and v.street_base_v >= v.trip_v:
+        problems.append(f"voltage.street_base_v = {v.street_base_v:g}: must be below voltage.trip_v ({v.trip_v:g})")
     r = inst.runtime
+    if r.meter == "homeassistant" and not r.ha_url.startswith(("http://", "https://")):
+        problems.append(f"runtime.ha_url = {r.ha_url!r}: must start with http:// or https://")
+    if r.meter == "homeassistant" and r.ha_api == "mqtt" and not r.mqtt_host:
+        problems.append("runtime.ha_api = 'mqtt': needs runtime.mqtt_host (the broker Home Assistant's "
+                        "mqtt_statestream publishes to)")
     if r.meter in ("dsmr_tcp", "homewizard") and not r.meter_host:
         problems.append(f"runtime.meter = {r.meter!r}: needs runtime.meter_host (the meter's IP address or name)")
     if inst.tariff.supplier != "custom":

@@ -269,6 +269,28 @@ async def open_flex(inst: Installation, minutes: int) -> Any:
     return FlexRuntime(inst, charger, switch, minutes)
 
 
+def open_voltage_watch(inst: Installation, driver: Any, flex: Any, meter: MeterWatch | None, clock: Clock) -> Any:
+    """High-voltage mode of ``[voltage]`` (None without the section).
+
+    Raises
+    ------
+    ConfigError
+        when the voltage is to come from the P1 meter and the config has none.
+    """
+    cfg = inst.voltage
+    if cfg is None:
+        return None
+    if cfg.source == "meter" and meter is None:
+        from dwars.config import ConfigError
+
+        raise ConfigError(['voltage.source = "meter": needs a P1 meter (runtime.meter), or set voltage.source = '
+                           '"inverter" to read the grid voltage from the inverter'])
+    from dwars.runtime.voltage import VoltageWatch
+
+    return VoltageWatch(cfg, inst.battery.max_charge_kw, driver, flex,
+                        now=lambda: clock.now().floor("us").to_pydatetime())
+
+
 async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minutes: int, clock: Clock,
                    log_path: Path, until: pd.Timestamp | None = None, policy_path: str | None = None,
                    port: int | None = None, config_path: str | Path | None = None,
@@ -293,10 +315,13 @@ async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minute
         with DecisionLog(log_path) as decision_log:
             controller = make_controller(inst.runtime.controller, home, scenario, policy_path=policy_path)
             flex = await open_flex(inst, minutes)
+            voltage = open_voltage_watch(inst, driver, flex, meter, clock)
             loop = ControlLoop(home, controller, driver, inputs_for(home), minutes, Shield(home), decision_log,
-                               flex=flex)
+                               flex=flex, voltage=voltage)
             if meter is not None and loop.flex is not None:
                 meter.listeners.append(loop.flex.on_reading)
+            if meter is not None and voltage is not None:
+                meter.listeners.append(voltage.on_reading)
             keeper = StatusKeeper(inst, loop)
 
             def after_each(trigger: Tick, applied: Decision) -> None:
@@ -328,6 +353,8 @@ async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minute
             watchers = [meter.watch] if meter is not None else []
             if flex.charger is not None:
                 watchers.append(flex.charger.watch)  # keeps the charger's setpoint alive, reports plug-in/out
+            if voltage is not None:
+                watchers.append(voltage.watch)  # decides again when high-voltage mode switches
             runner = Runner(loop, clock, after_each=after_each, watchers=tuple(watchers))
             if meter is not None and hasattr(meter.meter, "start"):
                 await meter.meter.start()
@@ -346,11 +373,13 @@ async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minute
 
 async def run_replay(inst: Installation, scenario: Scenario, clock: Clock, log_path: Path,
                      until: pd.Timestamp | None = None, policy_path: str | None = None,
-                     port: int | None = None, config_path: str | Path | None = None) -> Runner:
-    """The loop on ``clock`` with a scenario's inputs, against the inverter in the config; returns the runner."""
+                     port: int | None = None, config_path: str | Path | None = None,
+                     meter_poll_s: float = 2.0) -> Runner:
+    """The loop on ``clock`` with a scenario's inputs, against the inverter (and the P1 meter, if any) in the config;
+    returns the runner."""
     end = until if until is not None else scenario.index[-1] + pd.Timedelta(minutes=scenario.minutes)
     return await run_loop(inst, lambda home: ReplayInputs(scenario, home), scenario.minutes, clock, log_path, end,
-                          policy_path, port, config_path, scenario)
+                          policy_path, port, config_path, scenario, meter=open_meter_watch(inst, meter_poll_s))
 
 
 def live_inputs_for(inst: Installation, paths: RunPaths,

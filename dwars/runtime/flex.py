@@ -77,6 +77,8 @@ class FlexRuntime:
         self.last_reading: Any = None
         self._last_reading_time: datetime | None = None
         self.boiler_reason = ""
+        self.boiler_held = False  # high-voltage mode keeps the boiler on (dwars.runtime.voltage)
+        self.boiler_switched = False  # what the switch was last told
 
     def close(self) -> None:
         """Let go of the charger and the switch (each falls back to its own behaviour: see their modules)."""
@@ -102,7 +104,7 @@ class FlexRuntime:
         if self.charger is not None:
             out["ev"] = await self._plan_ev(when, forecasts)
         if self.switch is not None:
-            out["boiler"] = {"on": bool(self.diverter.on), "reason": self.boiler_reason or "boiler: waiting for a "
+            out["boiler"] = {"on": self.boiler_switched, "reason": self.boiler_reason or "boiler: waiting for a "
                              "solar surplus"}
         return out
 
@@ -174,9 +176,22 @@ class FlexRuntime:
             was_on = self.diverter.on
             on = self.diverter.update(previous, reading.time, float(reading.net_kw), False)
             if on != was_on:
-                self.boiler_reason = self.diverter.reason
-                log.info("%s", self.boiler_reason)
-                try:
-                    await self.switch.set(on)
-                except (DwarsError, OSError) as err:
-                    log.error("boiler switch did not take %s (%s)", "on" if on else "off", err)
+                await self._set_boiler(on or self.boiler_held, self.diverter.reason)
+
+    async def hold_boiler(self, on: bool, why: str) -> None:
+        """High-voltage mode keeps the boiler on (``on``) or lets it go back to the surplus switch."""
+        self.boiler_held = bool(on)
+        if self.switch is not None:
+            await self._set_boiler(on or bool(self.diverter is not None and self.diverter.on), why)
+
+    async def _set_boiler(self, on: bool, why: str) -> None:
+        if on == self.boiler_switched:
+            return
+        self.boiler_reason = why
+        log.info("%s", why)
+        try:
+            await self.switch.set(on)
+        except (DwarsError, OSError) as err:
+            log.error("boiler switch did not take %s (%s)", "on" if on else "off", err)
+        else:
+            self.boiler_switched = on

@@ -152,6 +152,8 @@ class ControlLoop:
     max_failures : failed intervals in a row before safe mode (default 3).
     flex : the EV charger and the boiler switch (:class:`dwars.runtime.flex.FlexRuntime`): the peak limit adjusts
         the battery's decision, the EV is planned and commanded after it, and what the loads do goes into the record.
+    voltage : high-voltage mode (:class:`dwars.runtime.voltage.VoltageWatch`): in the mode the controller's proposal
+        becomes charging from the solar surplus before the shield checks it; the record gets a ``voltage`` entry.
 
     Attributes
     ----------
@@ -163,7 +165,7 @@ class ControlLoop:
 
     def __init__(self, home: Home, controller: Controller, driver: SunSpecDriver, inputs: Any, minutes: int,
                  shield: Any | None = None, decision_log: Any | None = None, revert_intervals: int = 4,
-                 max_failures: int = 3, flex: Any | None = None) -> None:
+                 max_failures: int = 3, flex: Any | None = None, voltage: Any | None = None) -> None:
         self.home = home
         self.controller = controller
         self.driver = driver
@@ -181,6 +183,7 @@ class ControlLoop:
         self.last_interventions: list[Any] = []
         self.causes = CauseLog(log)  # forecast gaps repaired, curtailment the inverter cannot carry out
         self.flex = flex if flex is not None and flex.active else None
+        self.voltage = voltage
 
     async def decide(self, when: pd.Timestamp, early: str | None = None) -> Decision:
         """One interval: read, decide, check, command, log. Returns what was applied (self-consumption, with the
@@ -195,8 +198,12 @@ class ControlLoop:
                       inputs.last_pv_kw, inputs.last_load_kw)
         proposed = self.controller.decide(state, forecasts)
         applied, notes = proposed, ()
+        voltage_entry = None
+        if self.voltage is not None:  # before the shield: the mode's charge must pass the same rules
+            applied, voltage_entry = self.voltage.adjust(proposed, forecasts, self.last[1] if self.last else None,
+                                                          state.soc_pct)
         if self.shield is not None:
-            result = self.shield.check(state, forecasts, proposed)
+            result = self.shield.check(state, forecasts, applied)
             applied, notes = result.applied, result.interventions
         peak_note = ""
         if self.flex is not None:
@@ -225,6 +232,8 @@ class ControlLoop:
             loads = await self.flex.interval(pd.Timestamp(when), forecasts)
             if peak_note:
                 loads["peak"] = peak_note
+        if voltage_entry is not None:
+            loads["voltage"] = voltage_entry
         self._record(state.time, state.soc_pct, proposed, applied, list(notes), inputs_digest(state, forecasts),
                      loads)
         return applied

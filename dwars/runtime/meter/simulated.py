@@ -146,6 +146,7 @@ def build_telegram(when: datetime, phase_net_kw: Sequence[float], totals: Totals
 
 
 PowerSource = Callable[[datetime], Sequence[float]]
+VoltageSource = Callable[[datetime, Sequence[float]], Sequence[float]]
 
 
 class SimulatedP1Server:
@@ -160,12 +161,16 @@ class SimulatedP1Server:
     chunk_size : write each telegram in pieces of this many bytes, ``chunk_delay_s`` apart (a slow serial line;
         the tests use it to split telegrams across TCP reads). None writes it whole.
     clock : the meter's clock (default: the system clock, UTC).
+    phase_voltage_v : per-phase voltage, V, or a function of the time (UTC) and the phases' net powers (kW) giving
+        it (a street whose voltage the home's own power moves); None: 230 V on each phase.
     """
 
     def __init__(self, phase_net_kw: Sequence[float] | PowerSource = (0.5,), interval_s: float = 1.0,
                  totals: Totals = Totals(), port: int = 0, chunk_size: int | None = None,
-                 chunk_delay_s: float = 0.0, clock: Callable[[], datetime] | None = None) -> None:
+                 chunk_delay_s: float = 0.0, clock: Callable[[], datetime] | None = None,
+                 phase_voltage_v: Sequence[float] | VoltageSource | None = None) -> None:
         self.power: Sequence[float] | PowerSource = phase_net_kw
+        self.voltage = phase_voltage_v
         self.interval_s = float(interval_s)
         self.totals = totals
         self.chunk_size = chunk_size
@@ -200,7 +205,8 @@ class SimulatedP1Server:
             self.totals = Totals(t.import_t1_kwh, t.import_t2_kwh + max(net, 0.0) * hours, t.export_t1_kwh,
                                  t.export_t2_kwh + max(-net, 0.0) * hours, t.gas_m3)
         self._last = now
-        return build_telegram(now, phases, self.totals)
+        volts = self.voltage(now, phases) if callable(self.voltage) else self.voltage
+        return build_telegram(now, phases, self.totals, volts)
 
     async def start(self) -> SimulatedP1Server:
         self._server = await asyncio.start_server(self._connected, "127.0.0.1", self._port)
