@@ -178,6 +178,11 @@ def test_states_after_publish(bridge: HomeAssistantBridge, watcher: Watcher) -> 
     assert watcher.wait("dwars/safe_mode/state") == "OFF"
     assert watcher.wait("dwars/controller/state") == "rl"
     assert watcher.wait("dwars/last_decision/state") == "2024-06-03T10:15:00+00:00"
+    assert watcher.wait("dwars/grid_voltage/state") == "None"  # no [voltage]: unknown to Home Assistant
+    assert watcher.wait("dwars/high_voltage/state") == "OFF"
+    bridge.publish(status(grid_voltage_v=251.84, high_voltage=True))
+    assert watcher.wait("dwars/grid_voltage/state", "251.8")
+    assert watcher.wait("dwars/high_voltage/state", "ON")
     # No charge planned, endpoint off, safe mode on: "None" is Home Assistant's "unknown".
     bridge.publish(status(next_charge_start=None, next_charge_end=None, endpoint_hour=None, safe_mode=True,
                           mode="MSC", time=pd.Timestamp("2024-12-01 07:00", tz="UTC")))

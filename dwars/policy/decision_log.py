@@ -83,7 +83,9 @@ def decision_record(time_utc: pd.Timestamp | datetime | str, tz: str | ZoneInfo,
         scalars become numbers, timestamps ISO text, modes their lower-case names and non-finite floats null.
     inputs_digest : :func:`inputs_digest` of the inputs the decision saw (16 hex characters).
     loads : what the flexible loads do this interval, with their reasons (``{"ev": {"power_kw": 4.1, "reason":
-        "EV: charging ..."}, "boiler": {...}}``); written as ``loads`` when given.
+        "EV: charging ..."}, "boiler": {...}}``); written as ``loads`` when given. High-voltage mode adds
+        ``"voltage": {"voltage_v": 251.8, "mode": "on", "reason": "...", "reden": "spanning 251,8 V: ..."}``
+        (:mod:`dwars.runtime.voltage`, :mod:`dwars.env.flex`).
     """
     ts = pd.Timestamp(time_utc)
     if ts.tz is None:

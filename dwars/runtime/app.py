@@ -141,7 +141,14 @@ class StatusKeeper:
                              self.inst.battery.reserve_pct, goals.endpoint_soc_pct, goals.endpoint_hour,
                              block[0] if block else None, block[1] if block else None,
                              self.ledger.cost_eur, self.ledger.cost_without_battery_eur, self.shield_today,
-                             self.loop.safe_mode, self.loop.controller.name)
+                             self.loop.safe_mode, self.loop.controller.name, *self._voltage())
+
+    def _voltage(self) -> tuple[float | None, bool]:
+        watch = self.loop.voltage
+        if watch is None:
+            return None, False
+        mean = watch.measured.mean_v
+        return (float(mean) if np.isfinite(mean) else None), bool(watch.guard.active)
 
 
 def driver_for(inst: Installation, host: str | None = None, port: int | None = None) -> Any:

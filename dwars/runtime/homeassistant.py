@@ -12,6 +12,8 @@ sensors                         mode, reason, battery power setpoint (kW), SoC (
                                 cost today, cost today without battery, saving today (EUR), shield
                                 interventions today, controller, last decision
 binary_sensor ``safe_mode``     on while dwars runs its fallback
+sensor ``grid_voltage``         the rolling 10-minute mean grid voltage (V), with ``[voltage]``
+binary_sensor ``high_voltage``  on while high-voltage mode keeps the solar surplus at home
 select ``profile``              ``strategy.profile`` of the config file
 number ``reserve``              ``battery.reserve_pct``
 number ``endpoint_soc``         ``goals.endpoint_soc_pct``
@@ -159,6 +161,11 @@ SENSORS: tuple[Entity, ...] = (
            {"state_class": "total_increasing", "icon": "mdi:shield-alert"}),
     Entity("binary_sensor", "safe_mode", "Safe mode", lambda s, tz: "ON" if s.safe_mode else "OFF",
            {"device_class": "problem", "payload_on": "ON", "payload_off": "OFF"}),
+    Entity("sensor", "grid_voltage", "Grid voltage (10-min mean)",
+           lambda s, tz: _num(s.grid_voltage_v, 1),
+           {"unit_of_measurement": "V", "device_class": "voltage", "state_class": "measurement"}),
+    Entity("binary_sensor", "high_voltage", "High-voltage mode", lambda s, tz: "ON" if s.high_voltage else "OFF",
+           {"icon": "mdi:flash-alert", "payload_on": "ON", "payload_off": "OFF"}),
     Entity("sensor", "controller", "Controller", lambda s, tz: s.controller,
            {"entity_category": "diagnostic", "icon": "mdi:brain"}),
     Entity("sensor", "last_decision", "Last decision", lambda s, tz: _stamp(s.time),

@@ -46,6 +46,8 @@ class RuntimeStatus:
     shield_interventions_today : how often the safety shield changed a decision today (local day).
     safe_mode : True while dwars runs its fallback (self-consumption) because something is wrong.
     controller : name of the controller deciding ("rl", "mpc_shield", ...).
+    grid_voltage_v : the rolling mean grid voltage of the highest phase, V (None: not watched or not known yet).
+    high_voltage : True while high-voltage mode absorbs the solar surplus (:mod:`dwars.runtime.voltage`).
     """
 
     time: datetime
@@ -63,6 +65,8 @@ class RuntimeStatus:
     shield_interventions_today: int
     safe_mode: bool
     controller: str
+    grid_voltage_v: float | None = None
+    high_voltage: bool = False
 
     def __post_init__(self) -> None:
         # Frozen: normalise through object.__setattr__ so every consumer sees UTC pandas timestamps.
