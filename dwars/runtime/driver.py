@@ -16,8 +16,13 @@ are in ``dwars/runtime/maps/``). The guarantees are the same for every map, and 
 - :meth:`MapDriver.fail_safe` hands the battery back to the inverter's own self-consumption (the map's MSC mode,
   written whatever the rate limit says).
 
+The grid voltage per phase (for ``[voltage] source = "inverter"``): :meth:`MapDriver.read_grid_voltage` reads the
+registers the map names in ``[reading] grid_voltage_l1_v`` .. ``l3_v``; a map without them raises
+:class:`NoGridVoltageError`, which tells the owner to read the voltage from the P1 meter instead.
+
 :class:`SunSpecDriver` is the map driver with ``maps/sunspec_124.toml``: connect walks the SunSpec model chain from
-register 40000 to find model 124. :func:`open_driver` makes the driver a config names.
+register 40000 and notes where each model starts: model 124 for the battery, and the inverter model (101-103, or the
+float variants 111-113) for the grid voltage. :func:`open_driver` makes the driver a config names.
 
 The Modbus side of these guarantees (grouped reads, verified writes with retries, the allow-list, the rate limit) is
 :class:`RegisterDriver`, which :class:`dwars.runtime.charger.ChargerDriver` shares for EV chargers.
@@ -43,6 +48,10 @@ from dwars.runtime.sunspec import MODEL_END, SUNS_MARKER, SUNSPEC_BASE
 
 log = logging.getLogger(__name__)
 
+#: A grid voltage per phase outside this range (V) is garbage (a wrong scale, a register that is not the voltage)
+#: or an inverter that is off the grid: 230 V +- 10 % and the 120 V of split-phase grids fit with room to spare.
+PLAUSIBLE_GRID_V = (100.0, 400.0)
+
 
 class DeviceError(DwarsError):
     """A Modbus device (inverter, EV charger) cannot be reached, answers garbage, or does not take a command."""
@@ -54,6 +63,11 @@ class InverterError(DeviceError):
 
 class RefusedCommandError(InverterError, ValueError):
     """dwars refused a command before writing it: outside the map's ranges, or above the battery's power."""
+
+
+class NoGridVoltageError(InverterError):
+    """The inverter's map names no grid-voltage registers, or the inverter lacks the SunSpec model that has them: a
+    matter of configuration (``[voltage] source = "meter"``), not a passing fault."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +127,13 @@ class RegisterDriver:
         self.client = AsyncModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
         self.clock = clock
         self.base: int | None = None  # added to every map address (a SunSpec model's start); None: not connected
+        self.models: dict[int, int] = {}  # SunSpec model -> its first data register (found at connect)
         self.written: dict[str, tuple[list[int], float]] = {}  # register -> (words, when written)
         self.writes = 0
         self.steps: dict[str, float] = {}  # register -> the value of one raw step, in its unit (last read)
+        # One request at a time on the connection: the voltage watch polls beside the control loop's reads and
+        # writes, and a write must be read back before anything else talks to the device.
+        self._bus = asyncio.Lock()
 
     async def connect(self) -> None:
         """Connect, find the registers (:meth:`_locate`) and run the map's checks."""
@@ -174,13 +192,14 @@ class RegisterDriver:
         delay_s = 0.1
         for attempt in range(1, self.retries + 1):
             try:
-                if len(words) == 1:
-                    reply = await self.client.write_register(address, words[0], device_id=self.device_id)
-                else:  # 32-bit values in one request (function 16), as the vendors require
-                    reply = await self.client.write_registers(address, words, device_id=self.device_id)
-                if reply.isError():
-                    raise self.error(f"{self.where}: writing {shown} refused ({reply})")
-                back = await self._read(address, len(words))
+                async with self._bus:
+                    if len(words) == 1:
+                        reply = await self.client.write_register(address, words[0], device_id=self.device_id)
+                    else:  # 32-bit values in one request (function 16), as the vendors require
+                        reply = await self.client.write_registers(address, words, device_id=self.device_id)
+                    if reply.isError():
+                        raise self.error(f"{self.where}: writing {shown} refused ({reply})")
+                    back = await self._read_unlocked(address, len(words))
                 if back != words:
                     raise self.error(f"{self.where}: {reg.name} reads back {back} after writing {words}")
                 return
@@ -195,7 +214,17 @@ class RegisterDriver:
     def _address(self, reg: Register) -> int:
         if self.base is None:
             raise self.error(f"{self.where}: call connect() first")
-        return self.base + reg.address
+        if not reg.model:
+            return self.base + reg.address
+        start = self._model_start(reg)
+        if start is None:
+            raise self.error(f"{self.where}: {reg.name} is in SunSpec model {' or '.join(map(str, reg.model))}, "
+                             "which this device does not have")
+        return start + reg.address
+
+    def _model_start(self, reg: Register) -> int | None:
+        """The first data register of the first of ``reg.model`` that the device has (None: it has none)."""
+        return next((self.models[m] for m in reg.model if m in self.models), None)
 
     def _sf(self, reg: Register, words: dict[str, list[int]]) -> int:
         return int(self.map.registers[reg.scale_factor].raw(words[reg.scale_factor])) if reg.scale_factor else 0
@@ -209,8 +238,9 @@ class RegisterDriver:
         return {n: regs[n].decode(words[n], self._sf(regs[n], words)) for n in names}
 
     async def _read_words(self, names: Iterable[str]) -> dict[str, list[int]]:
-        """Registers' words, read in as few requests as the map's ``max_read_gap`` allows."""
-        regs = sorted({n: self.map.registers[n] for n in names}.values(), key=lambda r: r.address)
+        """Registers' words, read in as few requests as the map's ``max_read_gap`` allows (registers of different
+        SunSpec models are grouped by where they are on the device)."""
+        regs = sorted({n: self.map.registers[n] for n in names}.values(), key=self._address)
         out: dict[str, list[int]] = {}
         group: list[Register] = []
 
@@ -225,14 +255,19 @@ class RegisterDriver:
 
         for reg in regs:
             if group:
-                gap = reg.address - (group[-1].address + group[-1].words)
-                if gap > self.map.max_read_gap or reg.address + reg.words - group[0].address > MAX_READ_WORDS:
+                start = self._address(reg)
+                gap = start - (self._address(group[-1]) + group[-1].words)
+                if gap > self.map.max_read_gap or start + reg.words - self._address(group[0]) > MAX_READ_WORDS:
                     await flush()
             group.append(reg)
         await flush()
         return out
 
     async def _read(self, address: int, count: int) -> list[int]:
+        async with self._bus:
+            return await self._read_unlocked(address, count)
+
+    async def _read_unlocked(self, address: int, count: int) -> list[int]:
         try:
             reply = await self.client.read_holding_registers(address, count=count, device_id=self.device_id)
         except ModbusException as err:
@@ -267,21 +302,92 @@ class MapDriver(RegisterDriver):
         self.last_max_charge_w: float | None = None
 
     async def _locate(self) -> int:
-        return 0 if self.map.sunspec_model is None else await self._find_sunspec_model(self.map.sunspec_model)
+        if self.map.sunspec_model is None:
+            return 0
+        self.models = await self._sunspec_models(self.map.sunspec_model)
+        if self.map.sunspec_model not in self.models:
+            raise InverterError(f"{self.where}: no storage model {self.map.sunspec_model} in the SunSpec map")
+        return self.models[self.map.sunspec_model]
 
-    async def _find_sunspec_model(self, wanted: int) -> int:
+    async def _sunspec_models(self, needed: int) -> dict[int, int]:
+        """Walk the SunSpec chain from the "SunS" marker: each model's ID -> its first data register (the first
+        of a model that appears twice). A chain that cannot be read to its end is kept up to there once it has
+        ``needed`` (the battery works without the models after it)."""
         marker = await self._read(SUNSPEC_BASE, 2)
         if tuple(marker) != SUNS_MARKER:
             raise InverterError(f"{self.where}: no SunSpec map at {SUNSPEC_BASE} (read {marker})")
+        models: dict[int, int] = {}
         address = SUNSPEC_BASE + 2
         for _ in range(64):  # a SunSpec chain has a handful of models
-            model, length = await self._read(address, 2)
-            if model == wanted:
-                return address + 2
+            try:
+                model, length = await self._read(address, 2)
+            except InverterError as err:
+                if needed not in models:
+                    raise
+                log.warning("%s: the SunSpec chain ends unreadably at %d (%s); models found: %s", self.where,
+                            address, err, ", ".join(map(str, models)))
+                break
             if model == MODEL_END:
                 break
+            models.setdefault(model, address + 2)
             address += 2 + length
-        raise InverterError(f"{self.where}: no storage model {wanted} in the SunSpec map")
+        return models
+
+    @property
+    def has_grid_voltage(self) -> bool:
+        """The map names grid-voltage registers (whether the inverter has them shows at
+        :meth:`read_grid_voltage`)."""
+        return bool(self.map.grid_voltage)
+
+    async def read_grid_voltage(self) -> tuple[float, ...]:
+        """The grid voltage per phase, V: one value for a single-phase inverter, three for a three-phase one.
+
+        Phases after L1 that the inverter marks "not implemented" (SunSpec's 0xFFFF, NaN for a float) or reads as
+        0 V are left off: a single-phase inverter behind a map for both. A phase can only be left off with the
+        ones after it.
+
+        Raises
+        ------
+        NoGridVoltageError
+            when the map names no voltage registers, or the inverter lacks the SunSpec model that has them.
+        InverterError
+            when the inverter cannot be read, or a voltage is implausible (outside :data:`PLAUSIBLE_GRID_V`).
+        """
+        advice = 'set [voltage] source = "meter" to take the voltage from the P1 meter'
+        if not self.map.grid_voltage:
+            raise NoGridVoltageError(f"{self.where}: the map {self.map.source} ({self.map.name}) names no grid-voltage "
+                                     f"registers ([reading] grid_voltage_l1_v); {advice}")
+        if self.base is None:  # not connected yet (the inverter was off at start-up): try now
+            await self.connect()
+        regs = self.map.registers
+        names = []
+        for phase, choices in enumerate(self.map.grid_voltage, start=1):
+            name = next((n for n in choices if not regs[n].model or self._model_start(regs[n]) is not None), None)
+            if name is None:
+                models = " or ".join(str(m) for m in sorted({m for n in choices for m in regs[n].model}))
+                raise NoGridVoltageError(f"{self.where}: the inverter has no SunSpec model {models}, which has the "
+                                         f"voltage of phase L{phase}; {advice}")
+            names.append(name)
+        words = await self._read_words([*names, *(regs[n].scale_factor for n in names if regs[n].scale_factor)])
+        volts: list[float | None] = []
+        for phase, name in enumerate(names, start=1):
+            reg = regs[name]
+            sf_reg = regs[reg.scale_factor] if reg.scale_factor else None
+            if sf_reg is not None and sf_reg.unavailable(words[sf_reg.name]):
+                raise InverterError(f"{self.where}: {sf_reg.name} (the scale of {name}) reads \"not implemented\"")
+            value = None if reg.unavailable(words[name]) else reg.decode(words[name], self._sf(reg, words))
+            volts.append(None if phase > 1 and value == 0 else value)
+        if volts[0] is None:
+            raise InverterError(f"{self.where}: {names[0]} (the voltage of phase L1) reads \"not implemented\"")
+        reported = volts.index(None) if None in volts else len(volts)  # the phases up to the first left off
+        present = [v for v in volts[:reported] if v is not None]
+        low, high = PLAUSIBLE_GRID_V
+        shown = ", ".join("-" if v is None else f"{v:g}" for v in volts)
+        if any(v is not None for v in volts[reported:]) or not all(low <= v <= high for v in present):
+            raise InverterError(f"{self.where}: implausible grid voltage ({shown} V per phase from "
+                                f"{', '.join(names)}); expected {low:g}..{high:g} V on L1 and on each phase after it "
+                                "that the inverter reports (a wrong scale, or the inverter is off the grid?)")
+        return tuple(float(v) for v in present)
 
     async def read(self) -> BatteryReading:
         """State of charge, max charge power and reserve, in the map's units (scale factors applied)."""
@@ -320,7 +426,8 @@ class MapDriver(RegisterDriver):
 
 
 class SunSpecDriver(MapDriver):
-    """A SunSpec (model 124) storage inverter at ``host``:``port``: :class:`MapDriver` with ``sunspec_124``."""
+    """A SunSpec (model 124) storage inverter at ``host``:``port``: :class:`MapDriver` with ``sunspec_124``. Its grid
+    voltage comes from the inverter model next to 124 (101-103 with V_SF, or 111-113 in floats; see the map)."""
 
     def __init__(self, host: str, port: int = 502, device_id: int = 1, timeout_s: float = 2.0,
                  retries: int = 3, clock: Callable[[], float] = time.monotonic) -> None:

@@ -24,6 +24,7 @@ A map file (the shipped ones are in ``dwars/runtime/maps/``, documented in its R
     soc_pct = "soc"
     max_charge_w = "max_charge_power"
     reserve_pct = "backup_soc"
+    grid_voltage_l1_v = "phase_a_voltage"   # optional: the grid voltage per phase, V (l2 and l3 after l1)
 
     [modes.import]                  # msc, hold, import, export: register = constant or expression, written in order
     forcible_charge_power = "power_w"
@@ -39,6 +40,15 @@ set is the allow-list.
 Expressions are a tiny arithmetic language, parsed into a checked tree and evaluated without ``eval``: numbers, the
 variables ``power_w`` (the commanded AC power in W, 0 for MSC and Hold), ``revert_s`` (the revert time in s) and
 ``max_charge_w`` (from the reading), ``+ - * /``, parentheses, and the functions ``min max ceil floor round abs``.
+
+The grid voltage (optional, for ``[voltage] source = "inverter"``): ``grid_voltage_l1_v``, ``grid_voltage_l2_v`` and
+``grid_voltage_l3_v`` in ``[reading]`` name the registers (unit ``V``) of the phases the inverter reports: L1 alone
+(single phase) or L1 to L3, in order. A key may name a list of registers instead, tried in order: the first whose
+SunSpec model the inverter has. A map without them still loads; only reading the voltage is refused.
+
+In a SunSpec map a register may live in another model than ``sunspec_model``: ``model = 103`` (or a list of
+alternatives, ``[101, 102, 103]``: the first the inverter has) makes its ``address`` an offset into that model, found
+in the same walk of the SunSpec chain. Its scale factor must be in the same model.
 
 ``[device] kind`` says what the map drives: ``"inverter"`` (the default; this format) or ``"charger"`` (an EV
 charger: :mod:`dwars.runtime.chargermap`, which reuses this module's registers, expressions and checks).
@@ -81,6 +91,8 @@ FUNCTIONS: dict[str, Callable[..., float]] = {"min": min, "max": max, "ceil": ma
                                               "round": round, "abs": abs}
 MODE_KEYS: dict[str, Mode] = {"msc": Mode.MSC, "hold": Mode.HOLD, "import": Mode.IMPORT, "export": Mode.EXPORT}
 READING_KEYS = ("soc_pct", "max_charge_w", "reserve_pct")
+#: Optional ``[reading]`` keys: the grid voltage of phase L1, L2, L3 (V), in this order.
+VOLTAGE_KEYS = ("grid_voltage_l1_v", "grid_voltage_l2_v", "grid_voltage_l3_v")
 MAX_READ_WORDS = 120  # Modbus allows 125 per read; some loggers fewer
 _MAX_EXPRESSION_CHARS = 200
 
@@ -194,6 +206,8 @@ class Register:
     scale : value = raw x scale (x 10^sf with ``scale_factor``).
     scale_factor : name of the int16 register holding the power-of-ten exponent sf, or None.
     minimum, maximum : what dwars may write, in ``unit`` (writable registers only).
+    model : SunSpec models (alternatives, the first the device has) whose first data register ``address`` counts
+        from; empty: the map's ``sunspec_model`` (or absolute addresses in a map without one).
     """
 
     name: str
@@ -206,6 +220,7 @@ class Register:
     minimum: float | None = None
     maximum: float | None = None
     word_order: str = "big"
+    model: tuple[int, ...] = ()
 
     @property
     def words(self) -> int:
@@ -242,6 +257,15 @@ class Register:
         if TYPES[self.type][1] and value >= 1 << (bits - 1):
             value -= 1 << bits
         return value
+
+    def unavailable(self, words: list[int]) -> bool:
+        """The words mark the value "not implemented" (SunSpec; Huawei's "invalid" is the same for unsigned types):
+        all bits set for an unsigned type, the lowest number for a signed one, NaN for a float."""
+        raw = self.raw(words)
+        if self.is_float:
+            return math.isnan(raw)
+        bits = 16 * self.words
+        return raw == (-(1 << (bits - 1)) if TYPES[self.type][1] else (1 << bits) - 1)
 
     def encode(self, value: float, sf: int = 0) -> list[int]:
         """The words that carry ``value`` (in ``unit``); :class:`CommandError` when it does not fit the type."""
@@ -291,6 +315,8 @@ class RegisterMap:
     source : the file name, for messages.
     modes : per mode, (register, expression) in the order they are written.
     reading : ``soc_pct``, ``max_charge_w``, ``reserve_pct`` -> register name.
+    grid_voltage : per phase the map names (L1, or L1 to L3), the registers that give its voltage in V, to try in
+        order (empty: the map has no voltage).
     """
 
     source: str
@@ -303,6 +329,7 @@ class RegisterMap:
     sunspec_model: int | None = None
     max_read_gap: int = 0
     commit: tuple[str, ...] = ()
+    grid_voltage: tuple[tuple[str, ...], ...] = ()
 
     @property
     def writable(self) -> frozenset[str]:
@@ -476,18 +503,20 @@ class _Parser:
         sunspec_model = device.get("sunspec_model")
         if sunspec_model is not None:
             sunspec_model = self.integer(device, "sunspec_model", "device.", 1, 0xFFFE)
-        registers = self.registers(self.table(raw, "registers"), word_order)
+        registers = self.registers(self.table(raw, "registers"), word_order, sunspec_model is not None)
         checks = self.checks(device.get("check", []), registers)
         reading = self.reading(self.table(raw, "reading"), registers)
+        grid_voltage = self.grid_voltage(self.table(raw, "reading"), registers)
         modes = self.modes(self.table(raw, "modes"), registers)
         commit = self.commit(device.get("commit", []), registers, modes)
         if self.problems:
             raise MapError(self.problems, self.source)
         assert unit_id is not None and max_read_gap is not None
         return RegisterMap(self.source, name, unit_id, registers, modes, reading, checks, sunspec_model,
-                           max_read_gap, commit)
+                           max_read_gap, commit, grid_voltage)
 
-    def registers(self, table: Mapping[str, Any], word_order: str) -> dict[str, Register]:
+    def registers(self, table: Mapping[str, Any], word_order: str, sunspec: bool = False) -> dict[str, Register]:
+        """``[registers]``; ``sunspec``: the map has a ``sunspec_model``, so a register may name its own ``model``."""
         if not table:
             self.problems.append("registers: missing (a table of name = {address, type, ...})")
         out: dict[str, Register] = {}
@@ -497,7 +526,7 @@ class _Parser:
                 self.bad(f"registers.{name}", spec, "must be a table {address = ..., type = ..., ...}")
                 continue
             self.unknown(spec, prefix, ("address", "type", "unit", "access", "scale", "scale_factor", "min", "max",
-                                        "word_order"))
+                                        "word_order", *(("model",) if sunspec else ())))
             address = self.integer(spec, "address", prefix, 0, 0xFFFF)
             kind = spec.get("type", "uint16")
             if kind not in REGISTER_TYPES:
@@ -529,19 +558,36 @@ class _Parser:
             if order not in ("big", "little"):
                 self.bad(prefix + "word_order", order, 'must be "big" or "little"')
                 order = word_order
+            model = self.model(spec.get("model"), prefix)
             if address is None:
                 continue
             out[name] = Register(name, address, kind, unit, access, scale if scale else 1.0, scale_factor, low,
-                                 high, order)
-        for name, reg in out.items():  # a scale factor is one signed word
+                                 high, order, model)
+        for name, reg in out.items():  # a scale factor is one signed word, in the same SunSpec model
             if reg.scale_factor in out and out[reg.scale_factor].type != "int16":
                 self.bad(f"registers.{reg.scale_factor}.type", out[reg.scale_factor].type,
                          f"must be int16 (it is the scale factor of {name})")
-        spans = sorted((reg.address, reg.address + reg.words, name) for name, reg in out.items())
-        for (_, end, first), (start, _, second) in itertools.pairwise(spans):
-            if start < end:
+            if reg.scale_factor in out and out[reg.scale_factor].model != reg.model:
+                self.bad(f"registers.{reg.scale_factor}.model", list(out[reg.scale_factor].model),
+                         f"must be the model of registers.{name} ({list(reg.model)}): a scale factor is read from "
+                         "the same model")
+        # Registers overlap only within one address space: the map's own, or one SunSpec model's.
+        spans = sorted((reg.model, reg.address, reg.address + reg.words, name) for name, reg in out.items())
+        for (model_a, _, end, first), (model_b, start, _, second) in itertools.pairwise(spans):
+            if model_a == model_b and start < end:
                 self.problems.append(f"registers.{second}.address = {start}: overlaps registers.{first}")
         return out
+
+    def model(self, value: Any, prefix: str) -> tuple[int, ...]:
+        """A register's ``model``: a SunSpec model id or a list of alternatives (None: the map's own)."""
+        if value is None:
+            return ()
+        models = value if isinstance(value, list) else [value]
+        if not models or not all(isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 0xFFFE
+                                 for m in models):
+            self.bad(prefix + "model", value, "must be a SunSpec model id 1..65534 or a list of them")
+            return ()
+        return tuple(models)
 
     def checks(self, raw: Any, registers: Mapping[str, Register]) -> tuple[Check, ...]:
         if not isinstance(raw, list):
@@ -568,7 +614,7 @@ class _Parser:
         return tuple(out)
 
     def reading(self, table: Mapping[str, Any], registers: Mapping[str, Register]) -> dict[str, str]:
-        self.unknown(table, "reading.", READING_KEYS)
+        self.unknown(table, "reading.", (*READING_KEYS, *VOLTAGE_KEYS))
         out = {}
         for key in READING_KEYS:
             name = table.get(key)
@@ -579,6 +625,28 @@ class _Parser:
             else:
                 out[key] = str(name)
         return out
+
+    def grid_voltage(self, table: Mapping[str, Any], registers: Mapping[str, Register]) -> tuple[tuple[str, ...], ...]:
+        """The optional voltage keys of ``[reading]``: per phase, the registers (unit V) to try in order."""
+        given = [key for key in VOLTAGE_KEYS if key in table]
+        if given != list(VOLTAGE_KEYS[:len(given)]):  # L1 alone, L1 and L2, or all three: no phase left out
+            self.problems.append(f"reading.{', reading.'.join(given)}: give {VOLTAGE_KEYS[0]} alone (one phase) or "
+                                 f"{', '.join(VOLTAGE_KEYS)} (three), in phase order")
+        out = []
+        for key in given:
+            value = table[key]
+            names = value if isinstance(value, list) else [value]
+            if not names or not all(isinstance(n, str) and n in registers for n in names):
+                self.bad(f"reading.{key}", value, "must name a register of this map (or a list of them, tried in "
+                         "order)")
+                continue
+            wrong = [n for n in names if registers[n].unit != "V"]
+            if wrong:
+                self.bad(f"reading.{key}", value, f'registers.{wrong[0]}.unit is "{registers[wrong[0]].unit}", must '
+                         'be "V" (a scale turns tenths of a volt into volts: 0.1)')
+                continue
+            out.append(tuple(names))
+        return tuple(out)
 
     def modes(self, table: Mapping[str, Any],
               registers: Mapping[str, Register]) -> dict[Mode, tuple[tuple[str, Expression], ...]]:

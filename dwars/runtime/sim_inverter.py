@@ -6,7 +6,8 @@ simulate_interval`, no second copy), and :meth:`SimulatedBattery.advance` plays 
 and load in whatever mode the registers command, on a clock that runs as fast as it is advanced. What differs per
 device is only how its registers are laid out and read as a command:
 
-- :class:`SimulatedInverter`: the SunSpec map (models 1, 124). The model-124 points are decoded by
+- :class:`SimulatedInverter`: the SunSpec map (models 1, 124 and an inverter model, 103 by default, with the grid
+  voltage). The model-124 points are decoded by
   :func:`dwars.runtime.sunspec.decision_from` and fall back to self-consumption when no write came within
   InOutWRte_RvrtTms (simulated seconds). Only the points in :data:`dwars.runtime.sunspec.WRITABLE` accept writes;
   others answer ILLEGAL_ADDRESS, rates beyond 100 % ILLEGAL_VALUE.
@@ -18,6 +19,9 @@ device is only how its registers are laid out and read as a command:
   ``commit`` is for). Writes outside the map's writable registers answer ILLEGAL_ADDRESS, values outside their
   ``min``..``max`` ILLEGAL_VALUE.
 
+Both report a grid voltage per phase (230 V until :meth:`SimulatedBattery.set_grid_voltage` plays another one; the
+next read shows it), so that ``[voltage] source = "inverter"`` can be tried out and tested.
+
 The pieces that serve a register map (:func:`map_simdata`, :func:`map_write`, :func:`serve`) are shared with the
 simulated EV charger (:mod:`dwars.runtime.sim_charger`).
 """
@@ -25,7 +29,9 @@ simulated EV charger (:mod:`dwars.runtime.sim_charger`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import math
+import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,9 +46,16 @@ from dwars.env.modes import Decision, Mode
 from dwars.runtime.regmap import Register, RegisterMap, load_map
 from dwars.runtime.sunspec import (
     COMMON_LENGTH,
+    INVERTER_FLOAT_LENGTH,
+    INVERTER_FLOAT_POINTS,
+    INVERTER_LENGTH,
+    INVERTER_POINTS,
     MODEL_COMMON,
     MODEL_END,
     MODEL_STORAGE,
+    MODELS_INVERTER,
+    MODELS_INVERTER_FLOAT,
+    NOT_IMPLEMENTED,
     RATE_SF,
     STORAGE_LENGTH,
     STORAGE_POINTS,
@@ -56,7 +69,12 @@ from dwars.runtime.sunspec import (
 
 #: Register address of the first point of model 124 (after the marker, model 1 and model 124's ID and length).
 STORAGE_START = SUNSPEC_BASE + 2 + 2 + COMMON_LENGTH + 2
+#: Register address of the first point of the inverter model, which follows model 124 (the order of the models in a
+#: SunSpec chain is the device's; the driver finds them wherever they are).
+INVERTER_START = STORAGE_START + STORAGE_LENGTH + 2
 _CHA_STATE_SF = -1  # ChaState in 0.1 %
+DEFAULT_GRID_V = 230.0  # what a simulated inverter reports until told otherwise
+_MAX_GRID_V = 6553.4  # what set_grid_voltage() takes: what a uint16 in tenths of a volt carries (garbage included)
 
 
 def _text(value: str, words: int) -> list[int]:
@@ -110,9 +128,32 @@ async def serve(device: SimDevice, host: str, port: int = 0) -> tuple[ModbusTcpS
     return server, task, port
 
 
-def sunspec_registers(max_charge_w: int, soc_pct: float, reserve_pct: float) -> list[int]:
+def inverter_points(model: int, volts: Sequence[float], v_sf: int = -1) -> list[int]:
+    """The words of inverter model ``model`` (101-103 with V_SF = ``v_sf``, or the float32 111-113) that report
+    ``volts`` (V, one per phase it has; the others "not implemented"); every other point reads 0."""
+    phases = model % 10
+    if model in MODELS_INVERTER:
+        points = [0] * INVERTER_LENGTH
+        points[INVERTER_POINTS["V_SF"]] = word(v_sf)
+        for k, name in enumerate(("PhVphA", "PhVphB", "PhVphC")):
+            raw = round(volts[k] * 10.0 ** -v_sf) if k < phases else NOT_IMPLEMENTED
+            if k < phases and not 0 <= raw < NOT_IMPLEMENTED:
+                raise ValueError(f"{volts[k]:g} V does not fit {name} (uint16) with V_SF = {v_sf}")
+            points[INVERTER_POINTS[name]] = raw
+        return points
+    if model not in MODELS_INVERTER_FLOAT:
+        raise ValueError(f"inverter model {model}: must be one of {MODELS_INVERTER + MODELS_INVERTER_FLOAT}")
+    points = [0] * INVERTER_FLOAT_LENGTH
+    for k, name in enumerate(("PhVphA", "PhVphB", "PhVphC")):
+        raw = struct.unpack(">HH", struct.pack(">f", volts[k] if k < phases else math.nan))
+        points[INVERTER_FLOAT_POINTS[name]: INVERTER_FLOAT_POINTS[name] + 2] = raw
+    return points
+
+
+def sunspec_registers(max_charge_w: int, soc_pct: float, reserve_pct: float, inverter_model: int | None = None,
+                      grid_voltage_v: Sequence[float] = (DEFAULT_GRID_V,) * 3, v_sf: int = -1) -> list[int]:
     """The register words from SUNSPEC_BASE: "SunS", model 1 (manufacturer "dwars", model "simulated"),
-    model 124, end marker."""
+    model 124, the inverter model ``inverter_model`` (None: none) with ``grid_voltage_v``, end marker."""
     # Mn, Md, Opt, Vr, SN, DA, pad: 66 words
     common = _text("dwars", 16) + _text("simulated", 16) + _text("", 8) + _text("1.0", 8) + _text("0001", 16) + [1, 0]
     storage = [0] * STORAGE_LENGTH
@@ -121,7 +162,10 @@ def sunspec_registers(max_charge_w: int, soc_pct: float, reserve_pct: float) -> 
               "MinRsvPct_SF": word(-1), "ChaState_SF": word(_CHA_STATE_SF), "InOutWRte_SF": word(RATE_SF)}
     for name, value in points.items():
         storage[STORAGE_POINTS[name]] = value
-    return [*SUNS_MARKER, MODEL_COMMON, COMMON_LENGTH, *common, MODEL_STORAGE, STORAGE_LENGTH, *storage, MODEL_END, 0]
+    inverter = [] if inverter_model is None else inverter_points(inverter_model, grid_voltage_v, v_sf)
+    inverter_block = [inverter_model, len(inverter), *inverter] if inverter else []
+    return [*SUNS_MARKER, MODEL_COMMON, COMMON_LENGTH, *common, MODEL_STORAGE, STORAGE_LENGTH, *storage,
+            *inverter_block, MODEL_END, 0]
 
 
 @dataclass
@@ -145,6 +189,7 @@ class SimulatedBattery:
     now: pd.Timestamp = field(default_factory=lambda: pd.Timestamp("2024-01-01", tz="UTC"))
     writes: int = 0  # accepted write requests
     battery_w: float = 0.0  # mean battery power of the last interval, W (charge positive)
+    _grid_v: tuple[float, ...] = field(default=(DEFAULT_GRID_V,), repr=False)  # one value: every phase
     _registers: list[int] | None = field(default=None, repr=False)  # the server's live registers, once it answered
     _server: Any = field(default=None, repr=False)
     _task: asyncio.Task[Any] | None = field(default=None, repr=False)
@@ -166,6 +211,32 @@ class SimulatedBattery:
     def reserve_pct(self) -> float:
         return 100.0 * self.battery.reserve_kwh / self.battery.capacity_kwh
 
+    @property
+    def grid_phases(self) -> int:
+        """The phases whose voltage the device reports (0: none)."""
+        raise NotImplementedError
+
+    @property
+    def grid_voltage_v(self) -> tuple[float, ...]:
+        """The grid voltage it reports now, V, per phase (:attr:`grid_phases` values)."""
+        return self._grid_v * self.grid_phases if len(self._grid_v) == 1 else self._grid_v
+
+    def set_grid_voltage(self, volts: float | Sequence[float]) -> None:
+        """Play a grid voltage, V: one value per phase the device reports, or one for all of them. The registers
+        show it from the next read on (at once when the server has answered before)."""
+        values = (float(volts),) if isinstance(volts, int | float) else tuple(float(v) for v in volts)
+        if len(values) not in (1, self.grid_phases) or self.grid_phases == 0:
+            raise ValueError(f"{len(values)} voltage(s): this simulated inverter reports {self.grid_phases} "
+                             "phase(s); give one value per phase, or one for all")
+        if not all(0.0 <= v <= _MAX_GRID_V for v in values):
+            raise ValueError(f"grid voltage {values} V: each must be 0..{_MAX_GRID_V:g} V")
+        before, self._grid_v = self._grid_v, values
+        try:
+            self._publish_state()
+        except ValueError:  # it does not fit the registers: keep what they show
+            self._grid_v = before
+            raise
+
     def commanded(self) -> Decision:
         """What the registers command now (self-consumption once a command's time has run out)."""
         raise NotImplementedError
@@ -175,7 +246,7 @@ class SimulatedBattery:
         raise NotImplementedError
 
     def _publish_state(self) -> None:
-        """Put the battery's state (SoC, power) into the registers."""
+        """Put the battery's state (SoC, power) and the grid voltage into the registers."""
         raise NotImplementedError
 
     def _simdata(self) -> list[SimData]:
@@ -233,9 +304,29 @@ class SimulatedBattery:
 
 @dataclass
 class SimulatedInverter(SimulatedBattery):
-    """Battery + SunSpec registers (models 1, 124) behind a Modbus TCP server (see the module text)."""
+    """Battery + SunSpec registers (models 1, 124 and an inverter model) behind a Modbus TCP server (see the module
+    text).
 
+    Parameters
+    ----------
+    inverter_model : the SunSpec inverter model after model 124, with the grid voltage: 101 (single phase), 102
+        (split phase), 103 (three phase), their float variants 111-113, or None (no inverter model: the grid voltage
+        cannot be read).
+    v_sf : the scale factor V_SF of models 101-103 (-1: tenths of a volt, as most inverters report them).
+    """
+
+    inverter_model: int | None = 103
+    v_sf: int = -1
     _last_write: pd.Timestamp | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.inverter_model is not None and self.inverter_model not in MODELS_INVERTER + MODELS_INVERTER_FLOAT:
+            raise ValueError(f"inverter_model = {self.inverter_model}: must be one of "
+                             f"{', '.join(map(str, MODELS_INVERTER + MODELS_INVERTER_FLOAT))} or None")
+
+    @property
+    def grid_phases(self) -> int:
+        return 0 if self.inverter_model is None else self.inverter_model % 10
 
     def point(self, name: str) -> int:
         """A model-124 point's raw word (signed for the rates)."""
@@ -267,10 +358,15 @@ class SimulatedInverter(SimulatedBattery):
     def _publish_state(self) -> None:
         if self._registers is not None:
             self._set("ChaState", round(self.soc_pct * 10))
+            if self.inverter_model is not None:
+                points = inverter_points(self.inverter_model, self.grid_voltage_v, self.v_sf)
+                start = INVERTER_START - SUNSPEC_BASE
+                self._registers[start: start + len(points)] = points
 
     def _simdata(self) -> list[SimData]:
-        return [SimData(SUNSPEC_BASE, values=sunspec_registers(self.max_charge_w, self.soc_pct, self.reserve_pct),
-                        datatype=DataType.REGISTERS)]
+        words = sunspec_registers(self.max_charge_w, self.soc_pct, self.reserve_pct, self.inverter_model,
+                                  self.grid_voltage_v, self.v_sf)
+        return [SimData(SUNSPEC_BASE, values=words, datatype=DataType.REGISTERS)]
 
     def _refuse(self, address: int, values: list[int]) -> ExcCodes | None:
         allowed = {STORAGE_START + STORAGE_POINTS[name]: name for name in WRITABLE}
@@ -306,20 +402,34 @@ class SimulatedHuaweiInverter(SimulatedBattery):
     regmap : the map whose registers the device exposes (default ``huawei_sun2000``); the simulation reads them by
         that map's register names.
     working_mode : 47086 (2 = maximise self-consumption; anything else fails the driver's check at connect).
+    phases : 3 (M1) or 1 (an L1 model: phases B and C read 0 V, what dwars assumes a single-phase SUN2000 reports).
     """
 
     regmap: RegisterMap = field(default_factory=lambda: load_map("huawei_sun2000"))
     working_mode: int = 2
+    phases: int = 3
     _forcible: _Forcible | None = field(default=None, repr=False)
     _start_address: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
+        if self.phases not in (1, 3):
+            raise ValueError(f"phases = {self.phases}: must be 1 or 3")
         self._by_address = {r.address: r for r in self.regmap.registers.values()}
         self._start_address = min(self._by_address)
 
     @property
     def unit_id(self) -> int:
         return self.regmap.unit_id
+
+    @property
+    def grid_phases(self) -> int:
+        return min(self.phases, len(self.regmap.grid_voltage))
+
+    def _voltages(self) -> dict[str, float]:
+        """The map's voltage registers (the first of each phase's) -> what they read: 0 V for the phases the device
+        does not have."""
+        volts = self.grid_voltage_v
+        return {choices[0]: volts[k] if k < len(volts) else 0.0 for k, choices in enumerate(self.regmap.grid_voltage)}
 
     def value(self, name: str) -> float:
         """A register's value in its unit (after the server has answered once)."""
@@ -355,11 +465,13 @@ class SimulatedHuaweiInverter(SimulatedBattery):
         return {"max_charge_power": self.max_charge_w,
                 "max_discharge_power": round(self.battery.max_discharge_kw * 1000),
                 "rated_capacity": round(self.battery.capacity_kwh * 1000), "soc": round(self.soc_pct, 1),
-                "backup_soc": round(self.reserve_pct, 1), "working_mode": self.working_mode}
+                "backup_soc": round(self.reserve_pct, 1), "working_mode": self.working_mode, **self._voltages()}
 
     def _publish_state(self) -> None:
         self._put("soc", round(self.soc_pct, 1))
         self._put("battery_power", round(self.battery_w))
+        for name, volts in self._voltages().items():
+            self._put(name, volts)
 
     def _simdata(self) -> list[SimData]:
         return map_simdata(self.regmap.registers, self._initial(), self.regmap.max_read_gap)

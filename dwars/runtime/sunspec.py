@@ -30,6 +30,25 @@ model 124. So the four modes are:
 
 InOutWRte_RvrtTms is always written: if dwars stops writing, the inverter falls back to its own self-consumption.
 
+The grid voltage (read only, for ``[voltage] source = "inverter"``) is in the inverter model next to model 124:
+101 (single phase), 102 (split phase) or 103 (three phase), length 50, integers with a scale factor; or their float
+variants 111, 112, 113, length 60, IEEE 754 float32 without one (Fronius, for one, offers both). Offsets as above:
+
+=====  ======  =========  =====================================================================
+model  offset  point      type
+=====  ======  =========  =====================================================================
+10x    8       PhVphA     uint16, V x 10^V_SF (phase A to neutral; mandatory)
+10x    9, 10   PhVphB, C  uint16 (mandatory in 103; optional in 101 and 102: 0xFFFF = not implemented)
+10x    11      V_SF       sunssf
+11x    14      PhVphA     float32, V (two registers, high word first)
+11x    16, 18  PhVphB, C  float32 (NaN = not implemented)
+=====  ======  =========  =====================================================================
+
+Source: sunspec/models, ``json/model_101.json``, ``model_102.json``, ``model_103.json`` and ``model_111.json`` ..
+``model_113.json`` (the SunSpec Information Model Reference as JSON: points A, AphA, AphB, AphC, A_SF, PPVphAB,
+PPVphBC, PPVphCA, PhVphA, PhVphB, PhVphC, V_SF, W, ... in this order; in 111-113 each measurement is a float32 and
+the scale factors are gone). The map ``maps/sunspec_124.toml`` reads these points; the simulated inverter serves them.
+
 What is written for each mode lives in one place, the register map ``maps/sunspec_124.toml`` that
 :class:`~dwars.runtime.driver.SunSpecDriver` drives; :func:`setpoint_for` is a view of it, and
 :func:`decision_from` is its inverse (the simulated inverter's reading of the points).
@@ -47,6 +66,13 @@ SUNSPEC_BASE = 40000  # holding register of the "SunS" marker
 SUNS_MARKER = (0x5375, 0x6E53)  # "SunS"
 MODEL_COMMON, MODEL_STORAGE, MODEL_END = 1, 124, 0xFFFF
 COMMON_LENGTH, STORAGE_LENGTH = 66, 24
+#: Inverter models: integers with scale factors (101 single, 102 split, 103 three phase), and their float variants.
+MODELS_INVERTER, MODELS_INVERTER_FLOAT = (101, 102, 103), (111, 112, 113)
+INVERTER_LENGTH, INVERTER_FLOAT_LENGTH = 50, 60
+#: Offsets of the voltage points (see the module text).
+INVERTER_POINTS: dict[str, int] = {"PhVphA": 8, "PhVphB": 9, "PhVphC": 10, "V_SF": 11}
+INVERTER_FLOAT_POINTS: dict[str, int] = {"PhVphA": 14, "PhVphB": 16, "PhVphC": 18}
+NOT_IMPLEMENTED = 0xFFFF  # an unsigned point the device does not have
 
 STORAGE_POINTS: dict[str, int] = {
     "WChaMax": 0, "WChaGra": 1, "WDisChaGra": 2, "StorCtl_Mod": 3, "VAChaMax": 4, "MinRsvPct": 5, "ChaState": 6,
