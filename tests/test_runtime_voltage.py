@@ -250,3 +250,59 @@ def test_the_boiler_takes_over_when_the_battery_is_full_and_goes_off_with_the_mo
 
     assert asyncio.run(main()) == [True, False]
     assert not watch.guard.active and not flex.boiler_held
+
+
+def test_the_inverter_as_voltage_source_switches_the_mode_over_modbus(home_inst: Any) -> None:
+    """``source = "inverter"``: the watch polls the (simulated, SunSpec) inverter's grid voltage over Modbus TCP."""
+    from dwars.runtime.app import open_voltage_watch
+    from dwars.runtime.driver import SunSpecDriver
+
+    home = Home.from_installation(home_inst)
+    inst = dataclasses.replace(home_inst, voltage=VoltageConfig(source="inverter", window_minutes=1.0))
+    t0 = pd.Timestamp("2024-06-26 12:00", tz="UTC")
+    clock = SimulatedClock(t0, speed=600.0)  # ten minutes a second
+
+    async def main() -> tuple[list[str], bool]:
+        inverter = SimulatedInverter(home.battery, 5.0, home.grid_limit_kw, now=t0)
+        port = await inverter.start()
+        driver = SunSpecDriver("127.0.0.1", port)
+        try:
+            await driver.connect()
+            watch = open_voltage_watch(inst, driver, None, None, clock)
+            watch.poll_s = 0.01
+            requests: asyncio.Queue[str] = asyncio.Queue()
+            task = asyncio.ensure_future(watch.watch(requests))
+            inverter.set_grid_voltage((252.5, 240.0, 239.0))
+            first = await asyncio.wait_for(requests.get(), 10.0)
+            assert watch.guard.phase == 1 and watch.measured.mean_v == pytest.approx(252.5, abs=0.05)
+            inverter.set_grid_voltage(231.0)
+            second = await asyncio.wait_for(requests.get(), 10.0)
+            task.cancel()
+            return [first, second], watch.guard.active
+        finally:
+            driver.close()
+            await inverter.stop()
+
+    got, active = asyncio.run(main())
+    assert [g.split(":")[0] for g in got] == ["high-voltage mode on", "high-voltage mode off"] and not active
+
+
+def test_a_voltage_source_that_cannot_work_stops_the_start_with_a_clear_error(home_inst: Any) -> None:
+    from dwars.config import ConfigError
+    from dwars.runtime.app import open_voltage_watch
+    from dwars.runtime.driver import open_driver
+
+    clock = SimulatedClock(START, speed=1.0)
+    no_meter = dataclasses.replace(home_inst, voltage=VoltageConfig(source="meter"))
+    with pytest.raises(ConfigError, match='needs a P1 meter'):
+        open_voltage_watch(no_meter, None, None, None, clock)
+    inverter = dataclasses.replace(home_inst, voltage=VoltageConfig(source="inverter"))
+
+    async def main() -> None:  # a Modbus client needs a running event loop
+        mapless = open_driver(ROOT / "tests" / "fixtures" / "voltage" / "no_voltage_map.toml", "127.0.0.1", 1502)
+        with pytest.raises(ConfigError, match="names no grid-voltage registers"):
+            open_voltage_watch(inverter, mapless, None, None, clock)
+        assert open_voltage_watch(inverter, open_driver("huawei_sun2000", "127.0.0.1", 1502), None, None,
+                                  clock) is not None
+
+    asyncio.run(main())

@@ -282,16 +282,21 @@ def open_voltage_watch(inst: Installation, driver: Any, flex: Any, meter: MeterW
     Raises
     ------
     ConfigError
-        when the voltage is to come from the P1 meter and the config has none.
+        when the voltage is to come from the P1 meter and the config has none, or from an inverter whose register
+        map has no grid-voltage registers.
     """
     cfg = inst.voltage
     if cfg is None:
         return None
-    if cfg.source == "meter" and meter is None:
-        from dwars.config import ConfigError
+    from dwars.config import ConfigError
 
+    if cfg.source == "meter" and meter is None:
         raise ConfigError(['voltage.source = "meter": needs a P1 meter (runtime.meter), or set voltage.source = '
                            '"inverter" to read the grid voltage from the inverter'])
+    if cfg.source == "inverter" and not getattr(driver, "has_grid_voltage", False):
+        raise ConfigError([f'voltage.source = "inverter": the register map of runtime.inverter = '
+                           f'{inst.runtime.inverter!r} names no grid-voltage registers; set voltage.source = "meter" '
+                           f'(a DSMR 5 P1 meter reports the voltage per phase)'])
     from dwars.runtime.voltage import VoltageWatch
 
     return VoltageWatch(cfg, inst.battery.max_charge_kw, driver, flex,
