@@ -172,3 +172,20 @@ def test_a_lasting_export_switches_the_boiler_on_and_an_import_off(home_inst: In
     assert flex.boiler_reason.startswith("boiler off: importing")
     records = asyncio.run(flex.interval(pd.Timestamp(clock[0]), None))
     assert records["boiler"]["on"] is False and records["boiler"]["reason"].startswith("boiler off")
+
+
+def test_a_reading_seen_twice_is_skipped_by_the_diverter(home_inst: Installation) -> None:
+    """A streaming meter hands the same telegram out until the next one: the diverter must not see it twice (its
+    window would be empty, which it refuses)."""
+    inst = dataclasses.replace(home_inst, boiler=BoilerConfig(divert_minutes=0.5, switch="simulated"))
+    flex = FlexRuntime(inst, None, SimulatedSwitch(min_toggle_s=0.0), 15)
+    t0 = datetime(2024, 6, 26, 12, tzinfo=UTC)
+
+    async def main() -> None:
+        for k in range(0, 60, 5):
+            reading = MeterReading(t0 + timedelta(seconds=k), 0.0, 2.5, 1.0, 1.0)
+            await flex.on_reading(reading)
+            await flex.on_reading(reading)  # the same telegram again
+
+    asyncio.run(main())
+    assert flex.boiler_switched  # 2.5 kW exported for a minute: on, the repeats changed nothing

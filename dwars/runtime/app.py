@@ -223,7 +223,10 @@ class MeterWatch:
             else:
                 self.latest = reading
                 for listener in self.listeners:
-                    await listener(reading)
+                    try:
+                        await listener(reading)
+                    except DwarsError as err:  # one listener's trouble must not stop the meter watch
+                        log.error("P1 meter reading at %s: %s", reading.time.isoformat(), err)
                 if self.peaks.update(reading, self.expected_grid_kw):
                     await requests.put(f"the grid import is {reading.net_kw:.1f} kW, "
                                        f"{reading.net_kw - self.expected_grid_kw:.1f} kW more than planned")
@@ -244,13 +247,20 @@ class MeterWatch:
 
 
 def open_meter_watch(inst: Installation, poll_s: float = 2.0) -> MeterWatch | None:
-    """The P1 meter of ``[runtime] meter`` (None: no meter). A DSMR meter streams; one connection is shared."""
+    """The P1 meter of ``[runtime] meter`` (None: no meter): direct (DSMR, HomeWizard) or through Home Assistant.
+    A DSMR meter streams; one connection is shared.
+
+    Raises
+    ------
+    MeterError
+        when the config cannot make a meter (no host, no Home Assistant token in the environment).
+    """
     r = inst.runtime
     if r.meter == "none":
         return None
-    from dwars.runtime.meter import LatestReading, open_meter
+    from dwars.runtime.meter import LatestReading, open_configured_meter
 
-    meter = open_meter(r.meter, r.meter_host, r.meter_port, r.meter_device)
+    meter = open_configured_meter(r)
     if r.meter.startswith("dsmr"):
         meter = LatestReading(meter)
     return MeterWatch(meter, poll_s)

@@ -162,7 +162,10 @@ class FlexRuntime:
         return ev_power_allowed(conn, base, wanted_kw, ev.charger_min_kw, ev.phases)
 
     async def on_reading(self, reading: Any) -> None:
-        """Load balancing and the boiler's switch on one P1 reading."""
+        """Load balancing and the boiler's switch on one P1 reading (a reading seen before is skipped: a meter that
+        streams hands the same one out until the next telegram)."""
+        if reading.time == self._last_reading_time:
+            return
         previous, self._last_reading_time = self._last_reading_time, reading.time
         self.last_reading = reading
         if self.charger is not None and self.inst.ev is not None and self.ev_wanted_kw > 0:

@@ -84,7 +84,10 @@ class VoltageWatch:
     # -- the voltage -------------------------------------------------------------------------------------------
 
     async def on_reading(self, reading: Any) -> None:
-        """One P1 reading: its export (for the boiler and the surplus) and, with ``source = "meter"``, its voltage."""
+        """One P1 reading: its export (for the boiler and the surplus) and, with ``source = "meter"``, its voltage.
+        A reading seen before (a streaming meter hands it out until the next telegram) is skipped."""
+        if self.last_reading is not None and reading.time == self.last_reading.time:
+            return
         self.last_reading = reading
         if self.cfg.source == "meter":
             volts = reading.phase_voltage_v
