@@ -246,14 +246,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
             # A simulation can be re-run, so no fsync per record here (the Pi runtime keeps it on).
             log_file = DecisionLog(args.log, fsync=False)
+        options = dict(seed=args.seed, policy_path=args.policy, shield=not args.no_shield,
+                       ev_strategy=args.ev_strategy, divert=not args.no_divert)
         try:
-            result = evaluate(inst, scenario, names, seed=args.seed, policy_path=args.policy,
-                              progress_factory=factory, shield=not args.no_shield, decision_log=log_file,
-                              ev_strategy=args.ev_strategy, divert=not args.no_divert)
+            result = evaluate(inst, scenario, names, progress_factory=factory, decision_log=log_file,
+                              voltage_mode=not args.no_voltage_mode, **options)
         finally:
             if log_file is not None:
                 log_file.close()
+        without = None
+        if inst.voltage is not None and not args.no_voltage_mode:
+            # The same run with the mode never on: the inverter trips that the mode saved, and what it cost.
+            without = evaluate(inst, scenario, names, voltage_mode=False,
+                               progress_factory=lambda name, total: factory(f"{name} (no mode)", total), **options)
+            for name, r in result.results.items():
+                r["without_voltage_mode"] = {k: without.results[name].get(k) for k in VOLTAGE_KEYS}
     _print_evaluation(result.results, f"{inst.name} on {Path(args.scenario).name}")
+    if inst.voltage is not None:
+        _print_voltage(result.results, without.results if without is not None else None)
     if args.log:
         console.print(f"decision log: [bold]{args.log}[/bold] (dwars log shield {args.log} --summary)")
     if args.json:
@@ -329,6 +339,43 @@ def _print_loads(results: dict[str, dict[str, Any]]) -> None:
     console.print(table)
     console.print("left short: departures below the car's target; boost: boiler kWh switched on by a solar surplus; "
                   "peak: the highest interval import")
+
+
+VOLTAGE_KEYS = ("objective_eur", "voltage_max_v", "hv_mode_hours", "inverter_trips", "trip_hours",
+                "pv_lost_to_trips_kwh")
+
+
+def _print_voltage(results: dict[str, dict[str, Any]], without: dict[str, dict[str, Any]] | None) -> None:
+    """The grid-voltage table: high-voltage mode against the same run without it (``without`` None: one run)."""
+    table = Table(title="grid voltage" if without is not None else "grid voltage (high-voltage mode off)")
+    cols = ["controller", "highest V"]
+    if without is not None:
+        cols += ["mode hours", "trips", "trips without", "PV lost kWh", "PV lost without", "PV saved kWh",
+                 "mode cost EUR"]
+    else:
+        cols += ["trips", "trip hours", "PV lost kWh"]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "controller" else "right")
+    for name, r in results.items():
+        row = [name, f"{r.get('voltage_max_v', 0):.1f}"]
+        if without is not None:
+            w = without[name]
+            row += [f"{r.get('hv_mode_hours', 0):,.1f}", f"{r.get('inverter_trips', 0)}",
+                    f"{w.get('inverter_trips', 0)}", f"{r.get('pv_lost_to_trips_kwh', 0):,.1f}",
+                    f"{w.get('pv_lost_to_trips_kwh', 0):,.1f}",
+                    f"{w.get('pv_lost_to_trips_kwh', 0) - r.get('pv_lost_to_trips_kwh', 0):,.1f}",
+                    f"{r['objective_eur'] - w['objective_eur']:+,.2f}"]
+        else:
+            row += [f"{r.get('inverter_trips', 0)}", f"{r.get('trip_hours', 0):,.1f}",
+                    f"{r.get('pv_lost_to_trips_kwh', 0):,.1f}"]
+        table.add_row(*row)
+    console.print(table)
+    if without is not None:
+        console.print("trips: separate spells with the PV inverter offline (the voltage above "
+                      "voltage.trip_v); without: the same run with high-voltage mode off; mode cost = objective "
+                      "with the mode - without (negative: the mode pays)")
+    else:
+        console.print("trips: separate spells with the PV inverter offline (the voltage above voltage.trip_v)")
 
 
 # ------------------------------------------------------------------------------------------------- log
@@ -886,6 +933,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="charge the [ev] car smartly or plainly (full power from arrival), whatever the config says")
     ev.add_argument("--no-divert", action="store_true",
                     help="leave the [boiler] to its own thermostat (no solar surplus switch), to see what it saves")
+    ev.add_argument("--no-voltage-mode", action="store_true",
+                    help="with [voltage]: never switch to high-voltage mode (one run; by default a second run "
+                         "without the mode shows the inverter trips and PV it saves, and what it costs)")
     ev.set_defaults(func=cmd_evaluate)
 
     rn = sub.add_parser(

@@ -12,6 +12,8 @@ column                 meaning
 ``pv_kw``              measured (or pre-modelled) PV AC power, mean kW — used as is
 ``ghi_w_per_m2``       global horizontal irradiance, mean W/m2 — PV is modelled for the installation
 ``temp_air_c``         air temperature, degC (optional, with ``ghi_w_per_m2``)
+``grid_voltage_v``     optional: the street's mean grid voltage without this home's own power, V (a
+                       home with ``[voltage]``; without it the simulator models the street on the PV)
 =====================  ===========================================================================
 
 ``pv_kw`` or ``ghi_w_per_m2`` must be present. Intervals are 15 or 60 minutes, regular, without gaps.
@@ -49,15 +51,16 @@ from dwars.timegrid import (
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("price_eur_per_mwh", "load_kw")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("pv_kw", "ghi_w_per_m2", "temp_air_c")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("pv_kw", "ghi_w_per_m2", "temp_air_c", "grid_voltage_v")
 COLUMN_KINDS: dict[str, Kind] = {
     "price_eur_per_mwh": "price",
     "load_kw": "power",
     "pv_kw": "power",
     "ghi_w_per_m2": "power",
     "temp_air_c": "power",
+    "grid_voltage_v": "power",  # a mean level like a power: averaged to hours, held to quarters
 }
-_NON_NEGATIVE = ("load_kw", "pv_kw", "ghi_w_per_m2")
+_NON_NEGATIVE = ("load_kw", "pv_kw", "ghi_w_per_m2", "grid_voltage_v")
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 
 

@@ -140,8 +140,16 @@ def run_controller(
             trace.shielded[i] = bool(notes)
             trace.interventions.extend(notes)
         if flex is not None:
+            # High-voltage mode's decision goes through the shield too, as on the Pi.
+            check = (lambda d, s=state, f=forecasts: shield.check(s, f, d)) if shield is not None else None
             r = flex.play(i, forecasts, decision, e, float(pv_kw[i]), float(load[i]), float(import_price[i]),
-                          float(export_price[i]))
+                          float(export_price[i]), check=check)
+            if flex.interventions and trace.shielded is not None:
+                notes = (*notes, *flex.interventions)
+                trace.shielded[i] = True
+                trace.interventions.extend(flex.interventions)
+            if flex.hv_decision is not None:  # what the battery did: the log's "applied", as on the Pi
+                decision = flex.hv_decision
         else:
             r = simulate_interval(e, int(decision.mode), decision.power_kw, pv_kw[i], load[i], import_price[i],
                                   export_price[i], dt, battery, grid, decision.curtail_pv)
@@ -292,6 +300,7 @@ def evaluate(
     flex: bool = True,
     ev_strategy: str | None = None,
     divert: bool = True,
+    voltage_mode: bool = True,
 ) -> Evaluation:
     """Run each named controller over ``scenario`` for ``inst`` and score it.
 
@@ -301,6 +310,9 @@ def evaluate(
     ``decision_log`` (a :class:`~dwars.policy.decision_log.DecisionLog`) receives every decision.
     With ``flex`` (default) the home's EV, boiler and peak limit are simulated (:mod:`dwars.env.flex`);
     ``ev_strategy`` overrides the config's EV strategy and ``divert=False`` leaves the boiler to its thermostat.
+    With a ``[voltage]`` section the grid voltage is simulated too: the street's from the scenario's
+    ``grid_voltage_v`` column, or modelled on the PV; ``voltage_mode=False`` never switches high-voltage mode on
+    (the inverter still trips: what the mode saves is the difference).
     """
     from dwars.env.flex import HomeFlex
     from dwars.env.forecast import Forecaster
@@ -314,13 +326,15 @@ def evaluate(
     export_price = home.tariff.export_price(epex, scenario.index)
     goals = deadlines(inst, scenario.start, scenario.end, scenario.minutes)
     forecaster = Forecaster(scenario, home, seed=seed, **(forecast_options or {}))
+    street_v = scenario.frame["grid_voltage_v"].to_numpy() if "grid_voltage_v" in scenario.frame.columns else None
     results: dict[str, dict[str, Any]] = {}
     traces: dict[str, Trace] = {}
     for name in controllers:
         controller = make_controller(name, home, scenario, seed=seed, pv_kw=pv, policy_path=policy_path)
         progress = progress_factory(name, len(scenario.frame)) if progress_factory else None
         guard = Shield(home) if shield and name not in ("oracle", "none") else None
-        loads = HomeFlex(home, scenario.index, scenario.minutes, divert, ev_strategy) if flex else None
+        loads = HomeFlex(home, scenario.index, scenario.minutes, divert, ev_strategy, voltage_mode=voltage_mode,
+                         street_v=street_v, pv_kw=pv, has_battery=name != "none") if flex else None
         trace = run_controller(controller, scenario, home, forecaster, pv, import_price, export_price,
                                shield=guard, progress=progress, decision_log=decision_log, flex=loads)
         traces[name] = trace
