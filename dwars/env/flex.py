@@ -52,12 +52,13 @@ from dwars.env.ev import EvCalendar, plan_ev_on, target_kwh
 from dwars.env.modes import Decision, plain_words
 from dwars.env.voltage import (
     HighVoltageMode,
-    _volts,
-    _volts_nl,
     absorb_decision,
     connection_voltage_v,
+    needed_absorb_kw,
     street_voltage_v,
     trips,
+    vtext,
+    vtext_nl,
 )
 from dwars.errors import DataError
 
@@ -288,8 +289,8 @@ class HomeFlex:
             self.trace.voltage_v[i] = v
             if hv_on and i not in self.trace.voltage_notes:  # nothing switched: say the mode is still on
                 boiler_en, boiler_nl = ("; the boiler is on", "; de boiler staat aan") if hv_boost else ("", "")
-                self._note(i, f"high-voltage mode: {_volts(as_is_v)} at the connection{boiler_en}",
-                           f"hogespanningsmodus: {_volts_nl(as_is_v)} op de aansluiting{boiler_nl}")
+                self._note(i, f"high-voltage mode: {vtext(as_is_v)} at the connection{boiler_en}",
+                           f"hogespanningsmodus: {vtext_nl(as_is_v)} op de aansluiting{boiler_nl}")
             if i in self.trace.voltage_notes:
                 reasons.append(self.trace.voltage_notes[i][0])
         if steps is not None:
@@ -346,13 +347,13 @@ class HomeFlex:
         was = self.hv.on
         on = self.hv.update(mean_v)
         if on and not was:
-            self._note(i, f"high-voltage mode on: {_volts(mean_v)} at the connection (acts at {_volts(cfg.act_v)}, "
-                          f"the inverter disconnects above {_volts(cfg.trip_v)})",
-                       f"hogespanningsmodus aan: {_volts_nl(mean_v)} op de aansluiting (ingrijpen vanaf "
-                       f"{_volts_nl(cfg.act_v)}, de omvormer schakelt af boven {_volts_nl(cfg.trip_v)})")
+            self._note(i, f"high-voltage mode on: {vtext(mean_v)} at the connection (acts at {vtext(cfg.act_v)}, "
+                          f"the inverter disconnects above {vtext(cfg.trip_v)})",
+                       f"hogespanningsmodus aan: {vtext_nl(mean_v)} op de aansluiting (ingrijpen vanaf "
+                       f"{vtext_nl(cfg.act_v)}, de omvormer schakelt af boven {vtext_nl(cfg.trip_v)})")
         elif was and not on:
-            self._note(i, f"high-voltage mode off: {_volts(mean_v)}, below {_volts(cfg.release_v)}",
-                       f"hogespanningsmodus uit: {_volts_nl(mean_v)}, onder {_volts_nl(cfg.release_v)}")
+            self._note(i, f"high-voltage mode off: {vtext(mean_v)}, below {vtext(cfg.release_v)}",
+                       f"hogespanningsmodus uit: {vtext_nl(mean_v)}, onder {vtext_nl(cfg.release_v)}")
             if self.hv_boiler_on:
                 self.hv_boiler_on = False
                 self._note(i, "boiler off: high-voltage mode ended", "boiler uit: hogespanningsmodus voorbij")
@@ -367,12 +368,13 @@ class HomeFlex:
         and the car take (``taken_kw``); the mode's decision goes through ``check`` (the shield), as on the Pi."""
         home = self.home
         surplus = float(forecasts.pv_kw[0] - forecasts.load_kw[0]) - taken_kw
-        absorbed, why, why_nl = absorb_decision(decision, surplus, home.battery.max_charge_kw, as_is_v)
+        absorbed, why, why_nl = absorb_decision(decision, surplus, home.battery.max_charge_kw, as_is_v,
+                                                needed_absorb_kw(self.voltage, as_is_v))
         if not why:
             if i not in self.trace.voltage_notes:
-                self._note(i, f"high-voltage mode: {_volts(as_is_v)} at the connection; the battery keeps "
+                self._note(i, f"high-voltage mode: {vtext(as_is_v)} at the connection; the battery keeps "
                               f"{plain_words(decision.mode, decision.power_kw)}",
-                           f"hogespanningsmodus: {_volts_nl(as_is_v)} op de aansluiting; de accu houdt zijn besluit")
+                           f"hogespanningsmodus: {vtext_nl(as_is_v)} op de aansluiting; de accu houdt zijn besluit")
             return None
         self._note(i, why, why_nl)
         if check is not None:
@@ -412,10 +414,10 @@ class HomeFlex:
         t.tripped[i], t.pv_lost_kw[i] = True, pv_kw
         kwh = pv_kw * self.dt_h
         kwh_nl = f"{kwh:.2f}".replace(".", ",")
-        self._note(i, f"PV inverter offline: {_volts(voltage_v)} at the connection is above {_volts(cfg.trip_v)} "
+        self._note(i, f"PV inverter offline: {vtext(voltage_v)} at the connection is above {vtext(cfg.trip_v)} "
                       f"({kwh:.2f} kWh of solar power lost)",
-                   f"omvormer afgeschakeld: {_volts_nl(voltage_v)} op de aansluiting is boven "
-                   f"{_volts_nl(cfg.trip_v)} ({kwh_nl} kWh zonnestroom verloren)")
+                   f"omvormer afgeschakeld: {vtext_nl(voltage_v)} op de aansluiting is boven "
+                   f"{vtext_nl(cfg.trip_v)} ({kwh_nl} kWh zonnestroom verloren)")
 
     # -- boiler ------------------------------------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ home keeps the inverter online:
 
 1. :class:`VoltageGuard` keeps the rolling mean per phase (``[voltage] window_minutes``) and switches
    :class:`HighVoltageMode` on at ``trip_v - margin_v`` and off below ``trip_v - margin_v - hysteresis_v``;
-2. :func:`absorb_decision` turns the battery's decision into self-consumption while there is a solar surplus: the
-   battery takes the surplus (never grid energy, so no spread applies; with a surplus it only gains energy, so no
-   reserve or goal can be broken); a decision that already absorbs (self-consumption, a larger charge) is kept;
+2. :func:`absorb_decision` raises the battery's power by what :func:`needed_absorb_kw` says the voltage needs: less
+   export, then a charge from the solar surplus (never grid energy, so no spread applies), up to all of the surplus
+   (self-consumption); a decision that already absorbs enough is kept, and the shield checks the result;
 3. the boiler (:mod:`dwars.env.boiler`) takes what the battery cannot (full, or at its power limit): the P1 meter
    still shows an export while the mode is on.
 
@@ -24,6 +24,7 @@ replaces the model. :func:`trips` says which intervals the inverter would be off
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -37,14 +38,15 @@ from dwars.env.modes import Decision, Mode
 from dwars.errors import DataError
 
 MIN_SURPLUS_KW = 0.05  # below this there is no surplus worth a charge command
+RECENT = timedelta(minutes=1)  # "the voltage now": the mean of the last minute of readings
 MIN_COVERAGE = 0.1  # the rolling mean counts once readings span this fraction of the window (a minute of ten)
 
 
-def _volts(v: float) -> str:
+def vtext(v: float) -> str:
     return f"{v:.1f} V"
 
 
-def _volts_nl(v: float) -> str:
+def vtext_nl(v: float) -> str:
     return f"{v:.1f}".replace(".", ",") + " V"
 
 
@@ -98,6 +100,16 @@ class VoltageGuard:
         """Whether high-voltage mode is on."""
         return self.mode.on
 
+    @property
+    def recent_v(self) -> float:
+        """The highest phase's mean over the last :data:`RECENT` of readings, V (NaN: no readings)."""
+        if not self._samples:
+            return math.nan
+        newest = self._samples[-1][0]
+        recent = [v for _, v in itertools.takewhile(lambda s: newest - s[0] <= RECENT, reversed(self._samples))]
+        means = np.mean(np.asarray(recent), axis=0)
+        return float(np.max(np.where(np.isfinite(means), means, -np.inf)))
+
     def update(self, time: datetime, volts: Sequence[float]) -> bool:
         """Take one reading (tz-aware time, V per phase; NaN phases are skipped); returns whether the mode is on.
 
@@ -138,49 +150,88 @@ class VoltageGuard:
         where = f" on L{self.phase}" if self.phase else ""
         minutes = f"{self.cfg.window_minutes:g}-min mean"
         if self.active:
-            return (f"high voltage: {_volts(self.mean_v)} ({minutes}{where}), the inverter disconnects above "
-                    f"{_volts(self.cfg.trip_v)}: absorbing the solar surplus at home")
+            return (f"high voltage: {vtext(self.mean_v)} ({minutes}{where}), the inverter disconnects above "
+                    f"{vtext(self.cfg.trip_v)}: absorbing the solar surplus at home")
         if math.isfinite(self.mean_v):
-            return f"grid voltage {_volts(self.mean_v)} ({minutes}{where}): normal"
+            return f"grid voltage {vtext(self.mean_v)} ({minutes}{where}): normal"
         return "grid voltage: not enough readings yet"
 
     @property
     def reason_nl(self) -> str:
         if self.active:
-            return (f"spanning {_volts_nl(self.mean_v)} (gemiddelde over {self.cfg.window_minutes:g} min): zonne-"
-                    f"overschot blijft in huis om afschakelen boven {_volts_nl(self.cfg.trip_v)} te voorkomen")
+            return (f"spanning {vtext_nl(self.mean_v)} (gemiddelde over {self.cfg.window_minutes:g} min): zonne-"
+                    f"overschot blijft in huis om afschakelen boven {vtext_nl(self.cfg.trip_v)} te voorkomen")
         if math.isfinite(self.mean_v):
-            return f"spanning {_volts_nl(self.mean_v)}: normaal"
+            return f"spanning {vtext_nl(self.mean_v)}: normaal"
         return "spanning: nog te weinig metingen"
 
 
-def absorb_decision(decision: Decision, surplus_kw: float, max_charge_kw: float,
-                    mean_v: float) -> tuple[Decision, str, str]:
+def needed_absorb_kw(cfg: VoltageConfig, without_mode_v: float) -> float:
+    """How much the home's net export must fall (kW) to bring its voltage from ``without_mode_v`` (V, as it would
+    be without the mode) to half the hysteresis below the activation level: ``(V - act_v + hysteresis_v / 2) /
+    rise_v_per_kw``, at least 0 (infinite when the home's own power does not move its voltage: then all of it).
+
+    Why not to the activation level itself: the Pi decides again only each interval (or when the mode switches),
+    and the 10-minute mean lags, so a little room keeps a rising street from reaching the trip level meanwhile.
+    Why not more: every kWh the battery takes early is room it lacks in the sunniest hours that follow.
+    """
+    excess = float(without_mode_v) - (cfg.act_v - cfg.hysteresis_v / 2.0)
+    if not math.isfinite(excess) or excess <= 0:
+        return 0.0
+    return excess / cfg.rise_v_per_kw if cfg.rise_v_per_kw > 0 else math.inf
+
+
+def absorb_decision(decision: Decision, surplus_kw: float, max_charge_kw: float, mean_v: float,
+                    needed_kw: float = math.inf) -> tuple[Decision, str, str]:
     """The battery's decision in high-voltage mode, with a reason in English and in Dutch ("" when unchanged).
 
     ``surplus_kw`` is the expected solar surplus now (PV minus house, kW: what the home would export with the
-    battery idle). With a surplus, Hold, an export and a charge smaller than the surplus become self-consumption:
-    the inverter then follows the house second by second and the battery takes exactly the surplus, up to its
-    charge limit, whatever a passing cloud does; a fixed charge setpoint would export the rest or draw the
-    difference from the grid. Self-consumption with a surplus only adds energy, so no reserve, goal or spread rule
-    that the original decision kept can be broken (the shield's rules allow it whenever they allowed Hold or the
-    export). Without a surplus an export becomes Hold (the home's own export is what raises the voltage).
-    Self-consumption and a charge at least as large as the surplus are kept.
+    battery idle); ``needed_kw`` how much the home's export must fall (:func:`needed_absorb_kw`; default: all of
+    it). The battery's power moves up by ``needed_kw`` and no further: an export shrinks (or stops), then the
+    battery charges from the surplus. A charge never goes beyond the surplus, so it is own PV and the spread rule
+    does not apply; the battery keeps the room it does not need now for the sunniest hours that follow.
+
+    When all of the surplus is needed (or more) the battery goes to self-consumption: the inverter then follows the
+    house second by second and takes exactly the surplus, up to its charge limit, whatever a passing cloud does.
+    Without a surplus an export becomes Hold at most. Self-consumption is kept, and so is a charge at least as
+    large as what is needed. The result only ever stores more than the decision it replaces, but the caller still
+    passes it through the shield: the shield's cautious forecast may see self-consumption discharge.
     """
-    surplus = min(max(float(surplus_kw), 0.0), float(max_charge_kw))
-    if decision.mode == Mode.MSC or (decision.mode == Mode.IMPORT and decision.power_kw >= surplus - 1e-9):
+    cap = min(max(float(surplus_kw), 0.0), float(max_charge_kw))
+    if decision.mode == Mode.MSC or needed_kw <= 0:
         return decision, "", ""
-    if surplus < MIN_SURPLUS_KW:
-        if decision.mode != Mode.EXPORT:
-            return decision, "", ""
-        why = f"high voltage {_volts(mean_v)}: holding instead of exporting (was: {decision.describe()})"
-        why_nl = f"spanning {_volts_nl(mean_v)}: accu houdt vast in plaats van terugleveren"
+    before = decision.signed_power_kw
+    target = before + float(needed_kw)
+    if decision.mode == Mode.IMPORT and before >= min(target, cap) - 1e-9:
+        return decision, "", ""
+    was = f"(was: {decision.describe()})"
+    if target >= cap - 1e-9:  # all of the surplus (and the export of the battery) is needed
+        if cap < MIN_SURPLUS_KW:
+            if decision.mode != Mode.EXPORT:
+                return decision, "", ""
+            why = f"high voltage {vtext(mean_v)}: holding instead of exporting {was}"
+            why_nl = f"spanning {vtext_nl(mean_v)}: accu houdt vast in plaats van terugleveren"
+            return Decision(Mode.HOLD, 0.0, why, decision.curtail_pv), why, why_nl
+        why = (f"high voltage {vtext(mean_v)}: the battery takes the solar surplus (about {cap:.1f} kW) to keep the "
+               f"inverter online {was}")
+        why_nl = (f"spanning {vtext_nl(mean_v)}: accu laadt ca. {_kw_nl(cap)} kW zonne-overschot om afschakelen te "
+                  "voorkomen")
+        return Decision(Mode.MSC, 0.0, why, decision.curtail_pv), why, why_nl
+    if target < -MIN_SURPLUS_KW:
+        why = f"high voltage {vtext(mean_v)}: exporting {-target:.1f} kW instead, to keep the inverter online {was}"
+        why_nl = f"spanning {vtext_nl(mean_v)}: accu levert {_kw_nl(-target)} kW terug in plaats van meer"
+        return Decision(Mode.EXPORT, -target, why, decision.curtail_pv), why, why_nl
+    if target <= MIN_SURPLUS_KW:
+        why = f"high voltage {vtext(mean_v)}: holding instead of exporting {was}"
+        why_nl = f"spanning {vtext_nl(mean_v)}: accu houdt vast in plaats van terugleveren"
         return Decision(Mode.HOLD, 0.0, why, decision.curtail_pv), why, why_nl
-    why = (f"high voltage {_volts(mean_v)}: the battery takes the solar surplus (about {surplus:.1f} kW) to keep the "
-           f"inverter online (was: {decision.describe()})")
-    kw_nl = f"{surplus:.1f}".replace(".", ",")
-    why_nl = f"spanning {_volts_nl(mean_v)}: accu laadt ca. {kw_nl} kW zonne-overschot om afschakelen te voorkomen"
-    return Decision(Mode.MSC, 0.0, why, decision.curtail_pv), why, why_nl
+    why = f"high voltage {vtext(mean_v)}: charging {target:.1f} kW from own PV to keep the inverter online {was}"
+    why_nl = f"spanning {vtext_nl(mean_v)}: accu laadt {_kw_nl(target)} kW om afschakelen te voorkomen"
+    return Decision(Mode.IMPORT, target, why, decision.curtail_pv), why, why_nl
+
+
+def _kw_nl(kw: float) -> str:
+    return f"{kw:.1f}".replace(".", ",")
 
 
 def street_voltage_v(cfg: VoltageConfig, pv_kw: ArrayLike, pv_peak_kw: float) -> np.ndarray:

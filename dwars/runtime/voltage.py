@@ -25,12 +25,12 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dwars.config import VoltageConfig
 from dwars.env.modes import Decision, Mode
-from dwars.env.voltage import VoltageGuard, absorb_decision
+from dwars.env.voltage import VoltageGuard, absorb_decision, needed_absorb_kw
 from dwars.errors import DwarsError
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 BOILER_HOLD_S = 60.0  # an export that lasts this long in the mode switches the boiler on (not a passing cloud edge)
 FULL_PCT = 99.5  # a battery this full takes no more surplus (the boiler's turn)
 STALE_S = 120.0  # a P1 reading older than this does not count as the export now
+MORE_EVERY = timedelta(minutes=2)  # in the mode, ask the battery for more at most this often
 
 
 class VoltageWatch:
@@ -78,6 +79,8 @@ class VoltageWatch:
         self.last_reading: Any = None
         self._export_since: datetime | None = None
         self._battery_asked = False  # the battery has had its decision in this mode: the boiler comes after it
+        self._more_possible = False  # the mode's last decision left part of the surplus: it can take more
+        self._asked_more_at: datetime | None = None
         self._requests: asyncio.Queue[str] | None = None
         self._failing = ""
 
@@ -121,6 +124,14 @@ class VoltageWatch:
         was = self.guard.active
         self.measured.update(time, volts)
         self.guard.update(time, [float(v) + lift for v in volts])
+        if was and self.guard.active and self._more_possible and self._requests is not None:
+            # The mode took only part of the surplus and the voltage still climbs: take more now, not at the
+            # next interval (the 10-minute mean would cross the trip level in between).
+            high = (self.cfg.act_v + self.cfg.trip_v) / 2.0
+            last = self._asked_more_at
+            if self.measured.mean_v >= high and (last is None or time - last >= MORE_EVERY):
+                self._asked_more_at, self._more_possible = time, False
+                await self._requests.put(f"high voltage still {self.measured.mean_v:.1f} V: the battery takes more")
         if self.guard.active != was:
             if self.guard.active:
                 log.warning("%s", self.guard.reason)
@@ -171,7 +182,12 @@ class VoltageWatch:
         self._battery_asked, self._export_since = True, None  # the export counts from this decision on
         surplus = self.surplus_kw(forecasts, current)
         shown = self.measured.mean_v if math.isfinite(self.measured.mean_v) else g.mean_v
-        decision, why, why_nl = absorb_decision(proposed, surplus, self.max_charge_kw, shown)
+        # Sized on the voltage of the last minute when that is higher: the 10-minute mean lags a step in the export
+        # (a new decision), and what the battery does from now on moves the mean that lies ahead.
+        now_v = max(g.mean_v, g.recent_v) if math.isfinite(g.recent_v) else g.mean_v
+        decision, why, why_nl = absorb_decision(proposed, surplus, self.max_charge_kw, shown,
+                                                needed_absorb_kw(self.cfg, now_v))
+        self._more_possible = decision.mode not in (Mode.MSC,) and surplus > 0.0
         if decision is proposed:
             self.battery_absorbed_kw = 0.0
         else:  # what the change takes off the export: the charge it adds and the export it stops
