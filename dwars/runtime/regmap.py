@@ -359,7 +359,13 @@ class RegisterMap:
                 value = expression(variables)
             except ValueError as err:
                 raise CommandError(f"{self.source}: modes.{decision.mode.name.lower()}.{name}: {err}") from None
-            self.registers[name].check_range(value)
+            reg = self.registers[name]
+            reg.check_range(value)
+            # Within the check's rounding tolerance: land on the limit itself (what a device accepts).
+            if reg.minimum is not None:
+                value = max(value, reg.minimum)
+            if reg.maximum is not None:
+                value = min(value, reg.maximum)
             values[name] = value
         return values
 
