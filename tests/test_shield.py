@@ -205,7 +205,8 @@ def test_records_are_json_ready() -> None:
 
 
 @st.composite
-def situations(draw: st.DrawFn) -> tuple[Home, State, Forecasts]:
+def situations(draw: st.DrawFn, goal_kinds: tuple[str, ...] = ("endpoint",)) -> tuple[Home, State, Forecasts]:
+    """A battery, its state and forecasts (prices, PV, load, maybe one goal of ``goal_kinds``)."""
     n = draw(st.integers(2, 40))
     minutes = draw(st.sampled_from([15, 60]))
     capacity = draw(st.floats(3, 25))
@@ -224,7 +225,8 @@ def situations(draw: st.DrawFn) -> tuple[Home, State, Forecasts]:
     exp = imp - draw(st.floats(0.0, 0.3))
     goals = []
     if draw(st.booleans()):
-        goals.append(Deadline("endpoint", times[draw(st.integers(0, n - 1))] + pd.Timedelta(minutes=minutes),
+        goals.append(Deadline(draw(st.sampled_from(goal_kinds)),
+                              times[draw(st.integers(0, n - 1))] + pd.Timedelta(minutes=minutes),
                               draw(st.floats(reserve, 100))))
     fc = Forecasts(times, np.array(draw(st.lists(st.floats(0, 8), min_size=n, max_size=n))),
                    np.array(draw(st.lists(st.floats(0, 6), min_size=n, max_size=n))), imp * 1000, imp, exp,

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_shield import situations as shield_situations
 
-from dwars.config import BatteryConfig, BoilerConfig, Installation, StrategyConfig, VoltageConfig, load_config
+from dwars.config import BatteryConfig, BoilerConfig, Installation, VoltageConfig, load_config
 from dwars.data.scenario import Scenario
 from dwars.env.goals import Deadline
 from dwars.env.modes import Decision, Mode
@@ -79,40 +80,21 @@ def test_export_raises_and_import_lowers_the_connection_voltage(cfg: VoltageConf
 
 @st.composite
 def situations(draw: st.DrawFn) -> tuple[Home, State, Forecasts, Decision]:
-    """A battery, its state, forecasts (prices, PV, load, maybe a goal) and any decision of a controller."""
-    n = draw(st.integers(2, 30))
-    minutes = draw(st.sampled_from([15, 60]))
-    capacity = draw(st.floats(3, 25))
-    reserve = draw(st.floats(0, 40))
-    inst = Installation(
-        battery=BatteryConfig(capacity_kwh=capacity, reserve_pct=reserve, initial_soc_pct=max(reserve, 50),
-                              max_charge_kw=draw(st.floats(1, 10)), max_discharge_kw=draw(st.floats(1, 10)),
-                              round_trip_efficiency=draw(st.floats(0.8, 0.97))),
-        strategy=StrategyConfig(profile=draw(st.sampled_from(["rustig", "gemiddeld", "maximaal", "inkoop-only"]))),
-    )
-    h = Home.from_installation(inst)
-    energy = draw(st.floats(h.battery.reserve_kwh, capacity))
-    times = pd.date_range(T0, periods=n, freq=f"{minutes}min")
-    k = draw(st.integers(1, n))
-    imp = np.array(draw(st.lists(st.floats(-0.1, 0.8), min_size=k, max_size=k)))
-    exp = imp - draw(st.floats(0.0, 0.3))
-    goals = []
-    if draw(st.booleans()):
-        goals.append(Deadline(draw(st.sampled_from(["endpoint", "night_end"])),
-                              times[draw(st.integers(0, n - 1))] + pd.Timedelta(minutes=minutes),
-                              draw(st.floats(reserve, 100))))
-    pv = np.array(draw(st.lists(st.floats(0, 8), min_size=n, max_size=n)))
-    load = np.array(draw(st.lists(st.floats(0, 6), min_size=n, max_size=n)))
+    """The shield tests' situations (any goal), tipped towards the mode's edge cases, and any decision of a
+    controller."""
+    h, state, fc = draw(shield_situations(goal_kinds=("endpoint", "night_end")))
+    capacity, energy = h.battery.capacity_kwh, state.energy_kwh
+    pv, load = np.asarray(fc.pv_kw), np.array(fc.load_kw, dtype=float)
     if draw(st.booleans()):  # a small surplus now: what the shield's conservative forecast may see as a deficit
         load[0] = pv[0] * draw(st.floats(0.5, 1.0))
-    fc = Forecasts(times, pv, load, imp * 1000, imp, exp, tuple(goals))
+        fc = dataclasses.replace(fc, load_kw=load)
     if draw(st.booleans()):  # right at what the goals need after this interval (the shield's floor)
-        floor = Shield(h)._context(State(T0, minutes, energy, 100 * energy / capacity), fc).required_kwh
+        floor = Shield(h)._context(state, fc).required_kwh
         energy = float(np.clip(floor + draw(st.floats(0.0, 0.05)), h.battery.reserve_kwh, capacity))
     mode = draw(st.sampled_from(list(Mode)))
     power = draw(st.floats(0.0, 12.0)) if mode in (Mode.IMPORT, Mode.EXPORT) else 0.0
     decision = Decision(mode, power, "proposed", draw(st.booleans()))
-    return h, State(T0, minutes, energy, 100 * energy / capacity), fc, decision
+    return h, dataclasses.replace(state, energy_kwh=energy, soc_pct=100 * energy / capacity), fc, decision
 
 
 @settings(max_examples=400, deadline=None)
