@@ -55,6 +55,7 @@ from dwars.env.voltage import (
     absorb_decision,
     connection_voltage_v,
     needed_absorb_kw,
+    nl_number,
     street_voltage_v,
     trips,
     vtext,
@@ -161,10 +162,14 @@ class HomeFlex:
         self.reset()
 
     @property
+    def has_loads(self) -> bool:
+        """An EV, a boiler or a peak limit (the flexible-loads figures belong in the summary)."""
+        return self.ev is not None or self.boiler is not None or bool(np.isfinite(self.connection.import_peak_kw))
+
+    @property
     def active(self) -> bool:
-        """Anything beyond the plain home: an EV, a boiler, a peak limit or grid-voltage protection."""
-        return (self.ev is not None or self.boiler is not None or np.isfinite(self.connection.import_peak_kw)
-                or self.voltage is not None)
+        """Anything beyond the plain home: flexible loads or grid-voltage protection."""
+        return self.has_loads or self.voltage is not None
 
     def _street_v(self, street_v: np.ndarray | None, pv_kw: np.ndarray | None) -> np.ndarray:
         """The street's voltage per interval (V): given, or modelled on the PV with its peak as full sun."""
@@ -190,8 +195,7 @@ class HomeFlex:
     def reset(self) -> None:
         n = len(self.times)
         self.car_kwh = target_kwh(self.ev) if self.ev else 0.0
-        loads = self.ev is not None or self.boiler is not None or np.isfinite(self.connection.import_peak_kw)
-        self.trace = FlexTrace(np.zeros(n), np.zeros(n), reasons=[""] * n, loads=bool(loads))
+        self.trace = FlexTrace(np.zeros(n), np.zeros(n), reasons=[""] * n, loads=self.has_loads)
         self.interventions: list[Any] = []  # the shield's interventions on high-voltage mode's last decision
         self.hv_decision: Decision | None = None  # the battery's decision as high-voltage mode changed it (last play)
         if self.boiler is not None:
@@ -401,9 +405,8 @@ class HomeFlex:
         export = float(result.export_kw)
         if not self.hv_boiler_on and export > cfg.boiler_export_kw and not tank_full(boiler, self.tank_kwh):
             self.hv_boiler_on = True
-            kw_en, kw_nl = f"{export:.1f}", f"{export:.1f}".replace(".", ",")
-            self._note(i, f"boiler on: high voltage and still {kw_en} kW exported with the battery absorbing",
-                       f"boiler aan: hoge spanning en nog {kw_nl} kW teruglevering terwijl de accu laadt")
+            self._note(i, f"boiler on: high voltage and still {export:.1f} kW exported with the battery absorbing",
+                       f"boiler aan: hoge spanning en nog {nl_number(export)} kW teruglevering terwijl de accu laadt")
         self.trace.hv_boost[i] = self.hv_boiler_on
         return self.hv_boiler_on
 
@@ -413,11 +416,10 @@ class HomeFlex:
         assert cfg is not None and t.tripped is not None and t.pv_lost_kw is not None
         t.tripped[i], t.pv_lost_kw[i] = True, pv_kw
         kwh = pv_kw * self.dt_h
-        kwh_nl = f"{kwh:.2f}".replace(".", ",")
         self._note(i, f"PV inverter offline: {vtext(voltage_v)} at the connection is above {vtext(cfg.trip_v)} "
                       f"({kwh:.2f} kWh of solar power lost)",
                    f"omvormer afgeschakeld: {vtext_nl(voltage_v)} op de aansluiting is boven "
-                   f"{vtext_nl(cfg.trip_v)} ({kwh_nl} kWh zonnestroom verloren)")
+                   f"{vtext_nl(cfg.trip_v)} ({nl_number(kwh, 2)} kWh zonnestroom verloren)")
 
     # -- boiler ------------------------------------------------------------------------------------------------
 

@@ -46,8 +46,13 @@ def vtext(v: float) -> str:
     return f"{v:.1f} V"
 
 
+def nl_number(value: float, digits: int = 1) -> str:
+    """A number as a Dutch reader writes it: a decimal comma (``251,8``)."""
+    return f"{value:.{digits}f}".replace(".", ",")
+
+
 def vtext_nl(v: float) -> str:
-    return f"{v:.1f}".replace(".", ",") + " V"
+    return f"{nl_number(v)} V"
 
 
 class HighVoltageMode:
@@ -205,33 +210,26 @@ def absorb_decision(decision: Decision, surplus_kw: float, max_charge_kw: float,
     if decision.mode == Mode.IMPORT and before >= min(target, cap) - 1e-9:
         return decision, "", ""
     was = f"(was: {decision.describe()})"
-    if target >= cap - 1e-9:  # all of the surplus (and the export of the battery) is needed
-        if cap < MIN_SURPLUS_KW:
-            if decision.mode != Mode.EXPORT:
-                return decision, "", ""
-            why = f"high voltage {vtext(mean_v)}: holding instead of exporting {was}"
-            why_nl = f"spanning {vtext_nl(mean_v)}: accu houdt vast in plaats van terugleveren"
-            return Decision(Mode.HOLD, 0.0, why, decision.curtail_pv), why, why_nl
+    all_of_it, has_surplus = target >= cap - 1e-9, cap >= MIN_SURPLUS_KW
+    if all_of_it and not has_surplus and decision.mode != Mode.EXPORT:
+        return decision, "", ""  # no surplus to take and no export to stop
+    if all_of_it and has_surplus:  # all of the surplus (and the battery's export) is needed
         why = (f"high voltage {vtext(mean_v)}: the battery takes the solar surplus (about {cap:.1f} kW) to keep the "
                f"inverter online {was}")
-        why_nl = (f"spanning {vtext_nl(mean_v)}: accu laadt ca. {_kw_nl(cap)} kW zonne-overschot om afschakelen te "
+        why_nl = (f"spanning {vtext_nl(mean_v)}: accu laadt ca. {nl_number(cap)} kW zonne-overschot om afschakelen te "
                   "voorkomen")
         return Decision(Mode.MSC, 0.0, why, decision.curtail_pv), why, why_nl
     if target < -MIN_SURPLUS_KW:
         why = f"high voltage {vtext(mean_v)}: exporting {-target:.1f} kW instead, to keep the inverter online {was}"
-        why_nl = f"spanning {vtext_nl(mean_v)}: accu levert {_kw_nl(-target)} kW terug in plaats van meer"
+        why_nl = f"spanning {vtext_nl(mean_v)}: accu levert {nl_number(-target)} kW terug in plaats van meer"
         return Decision(Mode.EXPORT, -target, why, decision.curtail_pv), why, why_nl
-    if target <= MIN_SURPLUS_KW:
+    if target <= MIN_SURPLUS_KW or not has_surplus:  # the export stops; there is nothing to charge with
         why = f"high voltage {vtext(mean_v)}: holding instead of exporting {was}"
         why_nl = f"spanning {vtext_nl(mean_v)}: accu houdt vast in plaats van terugleveren"
         return Decision(Mode.HOLD, 0.0, why, decision.curtail_pv), why, why_nl
     why = f"high voltage {vtext(mean_v)}: charging {target:.1f} kW from own PV to keep the inverter online {was}"
-    why_nl = f"spanning {vtext_nl(mean_v)}: accu laadt {_kw_nl(target)} kW om afschakelen te voorkomen"
+    why_nl = f"spanning {vtext_nl(mean_v)}: accu laadt {nl_number(target)} kW om afschakelen te voorkomen"
     return Decision(Mode.IMPORT, target, why, decision.curtail_pv), why, why_nl
-
-
-def _kw_nl(kw: float) -> str:
-    return f"{kw:.1f}".replace(".", ",")
 
 
 def street_voltage_v(cfg: VoltageConfig, pv_kw: ArrayLike, pv_peak_kw: float) -> np.ndarray:
