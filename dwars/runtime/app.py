@@ -286,8 +286,9 @@ async def open_flex(inst: Installation, minutes: int) -> Any:
     return FlexRuntime(inst, charger, switch, minutes)
 
 
-def open_voltage_watch(inst: Installation, driver: Any, flex: Any, meter: MeterWatch | None, clock: Clock) -> Any:
-    """High-voltage mode of ``[voltage]`` (None without the section).
+def open_voltage_watch(inst: Installation, driver: Any, meter: MeterWatch | None, clock: Clock) -> Any:
+    """High-voltage mode of ``[voltage]`` (None without the section); its boiler comes with
+    :meth:`~dwars.runtime.voltage.VoltageWatch.use_boiler`.
 
     Raises
     ------
@@ -309,8 +310,7 @@ def open_voltage_watch(inst: Installation, driver: Any, flex: Any, meter: MeterW
                            f'(a DSMR 5 P1 meter reports the voltage per phase)'])
     from dwars.runtime.voltage import VoltageWatch
 
-    return VoltageWatch(cfg, inst.battery.max_charge_kw, driver, flex,
-                        now=lambda: clock.now().floor("us").to_pydatetime())
+    return VoltageWatch(cfg, inst.battery.max_charge_kw, driver, now=lambda: clock.now().floor("us").to_pydatetime())
 
 
 async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minutes: int, clock: Clock,
@@ -326,6 +326,7 @@ async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minute
     home = Home.from_installation(inst)
     driver = driver_for(inst, port=port)
     driver.clock = lambda: (clock.now() - pd.Timestamp(0, tz="UTC")).total_seconds()  # rate limit on the clock
+    voltage = open_voltage_watch(inst, driver, meter, clock)  # a source that cannot work: before anything opens
     try:
         await driver.connect()
     except InverterError as err:  # not fatal: the loop tries again every interval (safe mode after a few)
@@ -337,7 +338,8 @@ async def run_loop(inst: Installation, inputs_for: Callable[[Home], Any], minute
         with DecisionLog(log_path) as decision_log:
             controller = make_controller(inst.runtime.controller, home, scenario, policy_path=policy_path)
             flex = await open_flex(inst, minutes)
-            voltage = open_voltage_watch(inst, driver, flex, meter, clock)
+            if voltage is not None:
+                voltage.use_boiler(flex)
             loop = ControlLoop(home, controller, driver, inputs_for(home), minutes, Shield(home), decision_log,
                                flex=flex, voltage=voltage)
             if meter is not None and loop.flex is not None:

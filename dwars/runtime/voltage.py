@@ -59,7 +59,6 @@ class VoltageWatch:
     guard : the rolling mean and the mode (:class:`dwars.env.voltage.VoltageGuard`), on the voltage as it would be
         without the mode.
     measured : the rolling mean of the voltage as measured (what the log shows as ``voltage_v``).
-    absorbed_kw : what the mode takes from the grid export now, kW (battery beyond the plan, boiler).
     boiler_on : the mode has switched the boiler on.
     """
 
@@ -69,11 +68,11 @@ class VoltageWatch:
         self.now = now or (lambda: datetime.now(UTC))
         self.max_charge_kw = float(max_charge_kw)
         self.driver = driver
-        self.flex = flex if flex is not None and getattr(flex, "switch", None) is not None and cfg.boiler else None
+        self.flex: Any = None
+        self.use_boiler(flex)
         self.poll_s = float(poll_s)
         self.guard = VoltageGuard(cfg)  # judges the voltage as it would be without the mode (module text)
         self.measured = VoltageGuard(cfg)  # the same mean of what the meter shows, for the log
-        self.absorbed_kw = 0.0
         self.battery_absorbed_kw = 0.0
         self.boiler_on = False
         self.last_reading: Any = None
@@ -83,6 +82,18 @@ class VoltageWatch:
         self._asked_more_at: datetime | None = None
         self._requests: asyncio.Queue[str] | None = None
         self._failing = ""
+
+    def use_boiler(self, flex: Any | None) -> None:
+        """Switch the boiler of this :class:`~dwars.runtime.flex.FlexRuntime` when the battery cannot take it all
+        (nothing without a switch, or with ``[voltage] boiler = false``)."""
+        usable = flex is not None and getattr(flex, "switch", None) is not None and self.cfg.boiler
+        self.flex = flex if usable else None
+
+    @property
+    def absorbed_kw(self) -> float:
+        """What the mode takes off the grid export now, kW: the battery beyond the plan, and the boiler it switched."""
+        boiler_kw = self.flex.inst.boiler.power_kw if self.boiler_on and self.flex is not None else 0.0
+        return self.battery_absorbed_kw + boiler_kw
 
     # -- the voltage -------------------------------------------------------------------------------------------
 
@@ -139,7 +150,6 @@ class VoltageWatch:
                 log.info("high-voltage mode ends: %s", self.guard.reason)
                 self.battery_absorbed_kw = 0.0
                 await self._set_boiler(False, "boiler: high-voltage mode ended")
-                self._update_absorbed()
             if self._requests is not None:
                 await self._requests.put(f"high-voltage mode {'on' if self.guard.active else 'off'}: "
                                          f"{self.guard.mean_v:.1f} V mean")
@@ -174,7 +184,6 @@ class VoltageWatch:
         g = self.guard
         if not g.active:
             self.battery_absorbed_kw, self._battery_asked = 0.0, False
-            self._update_absorbed()
             entry = None
             if math.isfinite(g.mean_v) and g.mean_v >= g.cfg.release_v:  # close to the mode: worth a line
                 entry = {"voltage_v": round(g.mean_v, 1), "mode": "off", "reason": g.reason, "reden": g.reason_nl}
@@ -187,7 +196,7 @@ class VoltageWatch:
         now_v = max(g.mean_v, g.recent_v) if math.isfinite(g.recent_v) else g.mean_v
         decision, why, why_nl = absorb_decision(proposed, surplus, self.max_charge_kw, shown,
                                                 needed_absorb_kw(self.cfg, now_v))
-        self._more_possible = decision.mode not in (Mode.MSC,) and surplus > 0.0
+        self._more_possible = decision.mode != Mode.MSC and surplus > 0.0
         if decision is proposed:
             self.battery_absorbed_kw = 0.0
         else:  # what the change takes off the export: the charge it adds and the export it stops
@@ -195,15 +204,10 @@ class VoltageWatch:
             charge = min(surplus, self.max_charge_kw) if decision.mode == Mode.MSC and room else 0.0
             new = charge if decision.mode == Mode.MSC else decision.signed_power_kw
             self.battery_absorbed_kw = max(new - proposed.signed_power_kw, 0.0)
-        self._update_absorbed()
         entry = {"voltage_v": round(shown, 1), "without_mode_v": round(g.mean_v, 1), "phase": g.phase, "mode": "on",
                  "reason": why or f"{g.reason}; the battery already takes the surplus",
                  "reden": why_nl or g.reason_nl, "boiler": self.boiler_on}
         return decision, entry
-
-    def _update_absorbed(self) -> None:
-        boiler_kw = self.flex.inst.boiler.power_kw if self.boiler_on and self.flex is not None else 0.0
-        self.absorbed_kw = self.battery_absorbed_kw + boiler_kw
 
     # -- the boiler --------------------------------------------------------------------------------------------
 
@@ -228,7 +232,6 @@ class VoltageWatch:
             return
         self.boiler_on = on
         self._export_since = None
-        self._update_absorbed()
         log.info("%s", why)
         await self.flex.hold_boiler(on, why)
 
