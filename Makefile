@@ -19,7 +19,7 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 
 # The suite covers training too, so it installs the train extra (torch==2.13.0, the CPU wheel on disk).
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,scale]'
 	touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime

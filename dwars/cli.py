@@ -378,6 +378,90 @@ def _print_voltage(results: dict[str, dict[str, Any]], without: dict[str, dict[s
         console.print("trips: separate spells with the PV inverter offline (the voltage above voltage.trip_v)")
 
 
+# -------------------------------------------------------------------------------------- fleet-evaluate
+
+
+def cmd_fleet_evaluate(args: argparse.Namespace) -> int:
+    """``dwars fleet-evaluate``: every home x scenario of a fleet file as Ray tasks, summed up per controller."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dwars.scale import cluster_cpus, ray_session, require_ray
+    from dwars.scale.fleet import evaluate_fleet, load_fleet
+
+    require_ray()
+    if args.address and args.workers is not None:
+        raise DwarsError("--workers: sets the CPUs of a local Ray; a cluster (--address) uses all of its own")
+    names = [n.strip() for n in args.controllers.split(",") if n.strip()] if args.controllers is not None else None
+    fleet = load_fleet(_path(args.fleet), controllers=names, seed=args.seed, policy=args.policy, max_homes=args.homes)
+    total = len(fleet.homes) * len(fleet.scenarios)
+    console.print(f"fleet {args.fleet}: {len(fleet.homes)} homes x {len(fleet.scenarios)} scenarios = {total} tasks; "
+                  f"controllers {', '.join(fleet.controllers)} (savings against {fleet.baseline}), seed {fleet.seed}")
+    t0 = time.perf_counter()
+    with ray_session(args.address, args.workers) as ray:
+        start_s = time.perf_counter() - t0
+        console.print(f"Ray {ray.__version__}: {cluster_cpus(ray)} CPUs ({args.address or 'local'}), "
+                      f"connected in {start_s:.1f} s")
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            progress = bar.add_task("homes x scenarios", total=total)
+
+            def on_task(task: Any, done: int, _total: int) -> None:
+                bar.update(progress, completed=done)
+                if task.error is not None:
+                    bar.console.print(f"[red]failed:[/red] {escape(task.home)} on {escape(task.scenario)}: "
+                                      f"{escape(task.error.splitlines()[0])}", highlight=False)
+
+            report = evaluate_fleet(ray, fleet, args.out, ray_start_s=start_s, on_task=on_task)
+    _print_fleet(report)
+    return 1 if report.run.errors else 0
+
+
+def _print_fleet(report: Any) -> None:
+    fleet, run, meta = report.run.fleet, report.run, report.meta
+    table = Table(title=f"fleet {fleet.source.name}: {report.homes['home'].nunique()} homes x "
+                        f"{len(fleet.scenarios)} scenarios, per home summed over the scenarios")
+    for col in ("controller", "homes", "mean cost EUR", f"mean saving vs {fleet.baseline} EUR", "p10", "p50", "p90",
+                "capture mean", "capture median", "violations", "homes with violations"):
+        table.add_column(col, justify="left" if col == "controller" else "right")
+    for name, c in report.controllers.items():
+        s = c["saving_eur"]
+        share = [f"{c[k]:.1%}" if c[k] is not None else "-" for k in ("capture_mean", "capture_median")]
+        table.add_row(name, str(c["homes"]), _fmt(c["objective_eur"]["mean"]), _fmt(s["mean"]), _fmt(s["p10"]),
+                      _fmt(s["p50"]), _fmt(s["p90"]), *share, str(c["violations"]), str(c["homes_with_violations"]))
+    console.print(table)
+    by_scenario = Table(title="mean saving per home and scenario, EUR (capture)")
+    by_scenario.add_column("controller")
+    for spec in fleet.scenarios:
+        by_scenario.add_column(spec.name, justify="right")
+    for name, c in report.controllers.items():
+        cells = []
+        for spec in fleet.scenarios:
+            s = c["by_scenario"].get(spec.name)
+            cells.append("-" if s is None else _fmt(s["saving_eur_mean"]) + (
+                f" ({s['capture_mean']:.0%})" if s["capture_mean"] is not None else ""))
+        by_scenario.add_row(name, *cells)
+    console.print(by_scenario)
+    console.print("capture = saving / the oracle's saving (empty where the oracle saves under a cent); violations: "
+                  "reserve, endpoint and night end (reachable deadlines missed)")
+    for warning in run.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    if run.errors:
+        console.print(f"[red]{len(run.errors)} of {len(run.tasks)} tasks failed[/red] (their homes are left out of "
+                      "the figures above for those scenarios; tracebacks in fleet.json):")
+        for task in run.errors:
+            console.print(f"  {escape(task.home)} on {escape(task.scenario)}: {escape(task.error or '')}",
+                          highlight=False, soft_wrap=True)
+    seconds, cluster = meta["task_seconds"], meta["ray"]
+    nodes = f"{cluster['nodes']} node" + ("s" if cluster["nodes"] != 1 else "")
+    console.print(f"{seconds['count']} tasks in {meta['wall_s']:.1f} s on {cluster['cpus']} CPUs ({nodes}): "
+                  f"{seconds['mean'] or 0:.2f} s per task on average, {seconds['sum']:.0f} s of work")
+    out = report.paths[0].parent
+    console.print(f"wrote {', '.join(str(p) for p in report.paths)}; every home in {out / 'homes'}, every built "
+                  f"scenario in {out / 'scenarios'} (a row re-runs alone: fleet.json, rerun)")
+
+
 # ------------------------------------------------------------------------------------------------- log
 
 
@@ -660,22 +744,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     import tomllib
 
     from dwars.config import load_config
-    from dwars.training.data import year_scenarios
-    from dwars.training.randomize import installation_pool
+    from dwars.training.data import recipe_installations, recipe_scenarios
 
     hyper = default_hyperparameters()
     if args.hyper:
         hyper = tomllib.loads(Path(args.hyper).read_text(encoding="utf-8"))
-    data_h, rand_h = hyper["data"], hyper["randomize"]
     base = load_config(_path(args.config))
     with console.status("building training scenarios from real data ..."):
-        scenarios = year_scenarios(base, args.data_dir or data_h["data_dir"], list(data_h["train_years"]),
-                                   int(data_h["minutes"]), list(data_h["annual_load_kwh"]))
-        quarter = data_h.get("quarter_hour")  # 15-minute versions of some years, so the policy knows that grid too
-        if quarter:
-            scenarios += year_scenarios(base, args.data_dir or data_h["data_dir"], list(quarter["years"]), 15,
-                                        list(quarter["annual_load_kwh"]))
-    homes = [base, *installation_pool(int(rand_h["pool_size"]), int(rand_h["seed"]))]
+        scenarios = recipe_scenarios(base, hyper["data"], args.data_dir)
+    homes = recipe_installations(base, hyper["randomize"])
     console.print(f"training on {len(scenarios)} scenarios x {len(homes)} installations")
     result = train(scenarios, homes, args.out, hyper, total_timesteps=args.steps, resume=args.resume,
                    progress_bar=not args.no_progress)
@@ -698,41 +775,67 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     try:
-        from sb3_contrib import MaskablePPO
-
-        from dwars.training.export import export_policy, parity
-        from dwars.training.train import ObsStats
+        from dwars.training.export import export_run
     except ImportError as err:
         raise DwarsError(f"export needs the train extra: pip install 'dwars[train]' ({err})") from None
-    import numpy as np
-
-    run = Path(args.run)
-    model_path = run / args.model
-    if not model_path.exists():
-        raise DwarsError(f"{model_path}: no trained model (run dwars train --out {run} first)")
-    model = MaskablePPO.load(model_path, device="cpu")
-    stats = ObsStats.load(run / "obs_stats.npz")
-    figures = json.loads((run / "train.json").read_text(encoding="utf-8")) if (run / "train.json").exists() else {}
-    meta = {"model": args.model, "training": json.dumps(figures.get("ppo", {})), "seed": str(figures.get("seed", "")),
-            "decoding": str(figures.get("decoding", "mode"))}
-    final = Path(args.out)
-    # Written beside the target first: a file that fails the parity check never replaces a working policy.
-    out = export_policy(model, final.with_name(f".{final.name}.candidate"), obs_mean=stats.mean, obs_var=stats.var,
-                        clip_obs=stats.clip, metadata=meta)
-    rng = np.random.default_rng(0)
-    sample = stats.mean + np.sqrt(stats.var) * rng.standard_normal((10_000, len(stats.mean))).astype(np.float32)
-    check = parity(model, out, sample.astype(np.float32), obs_mean=stats.mean, obs_var=stats.var,
-                   clip_obs=stats.clip)
-    # The contract: the same action everywhere and logits within 1e-5. Both sides get bit-identical normalised
-    # inputs (normalize_obs mirrors the graph) and run the network in float64 (see dwars.training.export).
-    if check["action_agreement"] < 1.0 or check["max_abs_logit_diff"] >= 1e-5:
-        out.unlink(missing_ok=True)
-        raise DwarsError(f"export parity failed: max |logit difference| {check['max_abs_logit_diff']:.1e}, same "
-                         f"action {check['action_agreement']:.2%}; {final} was left as it was")
-    out.replace(final)
-    console.print(f"wrote [bold]{final}[/bold]: torch vs onnxruntime over {check['n']} observations: max |logit "
+    check = export_run(Path(args.run), Path(args.out), args.model)
+    console.print(f"wrote [bold]{args.out}[/bold]: torch vs onnxruntime over {check['n']} observations: max |logit "
                   f"difference| {check['max_abs_logit_diff']:.1e}, same action {check['action_agreement']:.2%}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``dwars sweep``: a Ray Tune sweep of ``dwars train``, judged by ``dwars evaluate`` on validation data."""
+    try:
+        import dwars.training.train  # noqa: F401 - the trials train: fail here, not in every trial
+        from dwars.scale.space import load_sweep
+        from dwars.scale.sweep import BASELINES, run_sweep
+    except ImportError as err:
+        raise DwarsError(f"dwars sweep needs the train and scale extras: pip install 'dwars[train,scale]' ({err})") \
+            from None
+    spec = load_sweep(_path(args.sweep))
+    result = run_sweep(spec, args.out, address=args.address, workers=args.workers, num_samples=args.samples,
+                       storage=args.storage, export=not args.no_export,
+                       status=lambda text: console.print(f"[dim]{text}[/dim]"))
+    metric = str(spec.options["metric"])
+    table = Table(title=f"sweep {spec.path.name}: validation {metric} (EUR over {len(spec.validation_homes)} "
+                        f"homes x {len(spec.validation_periods)} periods; lower is better)")
+    table.add_column("#", justify="right")
+    table.add_column("trial")
+    for key in spec.distributions:
+        table.add_column(key)
+    table.add_column("reports", justify="right")
+    table.add_column(f"best {metric}", justify="right")
+    for name in BASELINES:
+        table.add_column(f"vs {name}", justify="right")
+    table.add_column("violations", justify="right")
+    table.add_column("status")
+    for rank, row in result.trials.iterrows():
+        status = str(row["status"]) + (f": {row['error']}" if row["error"] else "")
+        table.add_row(str(rank + 1), str(row["trial"]), *(_drawn(row[f"config/{k}"]) for k in spec.distributions),
+                      str(row["reports"]), _fmt(row[metric]), *(_fmt(row.get(f"vs_{n}_eur")) for n in BASELINES),
+                      _fmt(row.get("violations"), 0), status, style="bold" if rank == 0 else None)
+    console.print(table)
+    baselines = ", ".join(f"{name} {value:.2f}" for name, value in result.baselines.items())
+    f = result.figures
+    console.print(f"{f['trials']} trials on {f['cpus']} CPUs in {f['wall_s']:.0f} s; {f['stopped_early']} stopped "
+                  f"early, {f['errors']} failed. Baselines on the same validation set: {baselines} EUR.")
+    if "policy" in result.best:
+        p = result.best["parity"]
+        console.print(f"best policy: [bold]{result.best['policy']}[/bold] (torch vs onnxruntime: max |logit "
+                      f"difference| {p['max_abs_logit_diff']:.1e}, same action {p['action_agreement']:.2%}); its "
+                      f"recipe: {result.out / 'best_recipe.toml'}")
+    console.print(f"all trials: {result.out / 'trials.csv'}, {result.out / 'sweep.json'}, "
+                  f"{result.out / 'curves.png'}")
+    return 1 if f["errors"] else 0
+
+
+def _drawn(value: Any) -> str:
+    """A drawn hyper-parameter: three significant digits for numbers (learning rates span decades)."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 # ---------------------------------------------------------------------------------------------- bill
@@ -938,6 +1041,25 @@ def build_parser() -> argparse.ArgumentParser:
                          "without the mode shows the inverter trips and PV it saves, and what it costs)")
     ev.set_defaults(func=cmd_evaluate)
 
+    fl = sub.add_parser(
+        "fleet-evaluate", help="evaluate many homes x scenarios on Ray: savings, capture and violations per controller",
+        description="Evaluate every home of a fleet file (installation files and homes drawn at random) on every "
+                    "scenario, one Ray task per home and scenario, on a local Ray or a cluster; writes fleet.csv "
+                    "(home x scenario x controller), homes.csv (per home), fleet.json (savings distribution, capture, "
+                    "violations, timings, errors), plots, and every home and scenario so that a row re-runs alone "
+                    "with dwars evaluate. Needs pip install 'dwars[scale]'; see examples/fleet.toml.",
+        epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fl.add_argument("fleet", metavar="FLEET.toml", help="fleet file (see examples/fleet.toml)")
+    fl.add_argument("--out", default="runs/fleet", help="results folder (default %(default)s)")
+    fl.add_argument("--address", help="a running Ray cluster (ray://head:10001, head:6379 or auto); default: a local "
+                                      "Ray started and stopped by the command")
+    fl.add_argument("--workers", type=int, metavar="N", help="CPUs of the local Ray (default: all cores)")
+    fl.add_argument("--controllers", metavar="C1,C2", help="instead of the file's (the baseline is always added)")
+    fl.add_argument("--policy", metavar="FILE.onnx", help="ONNX policy for the rl controller (shipped to the workers)")
+    fl.add_argument("--seed", type=int, help="instead of the file's: the drawn homes and the forecast errors")
+    fl.add_argument("--homes", type=int, metavar="N", help="only the first N homes (a quick look)")
+    fl.set_defaults(func=cmd_fleet_evaluate)
+
     rn = sub.add_parser(
         "run", help="the control loop: decide every interval and command the inverter (--simulate for now)",
         description="Run the runtime's control loop. With --simulate it drives a simulated inverter (a real "
@@ -997,6 +1119,24 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--model", default="model.zip", help="model file in the run folder (default %(default)s)")
     xp.add_argument("--out", default="dwars/policy/models/default.onnx", help="ONNX file (default %(default)s)")
     xp.set_defaults(func=cmd_export)
+
+    sw = sub.add_parser(
+        "sweep", help="hyper-parameter sweep of dwars train on Ray Tune, judged on validation data",
+        description="Train one policy per point of a search space (PPO hyper-parameters, behaviour cloning on/off, "
+                    "observation variants, seeds) as parallel Ray Tune trials; each reports dwars evaluate's "
+                    "objective of its exported policy on the validation homes and periods, and ASHA stops those "
+                    "that trail. The best is exported to ONNX with the parity check of dwars export. Needs "
+                    "pip install 'dwars[train,scale]'; see docs/scale.md.",
+        epilog=UNITS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sw.add_argument("sweep", metavar="SWEEP.toml", help="sweep file (see examples/sweep.toml)")
+    sw.add_argument("--out", default="runs/sweep", help="results folder (default %(default)s)")
+    sw.add_argument("--address", help="a running Ray cluster (ray://head:10001 or auto); default: a local Ray")
+    sw.add_argument("--workers", type=int, help="CPUs of the local Ray (default: all cores)")
+    sw.add_argument("--samples", type=int, help="draws of the space (default: num_samples of the file)")
+    sw.add_argument("--storage", help="where Tune keeps trials and checkpoints (default OUT/tune; on a cluster a "
+                                      "folder every node sees, or s3://...)")
+    sw.add_argument("--no-export", action="store_true", help="do not export the best policy")
+    sw.set_defaults(func=cmd_sweep)
 
     pv = sub.add_parser("pv", help="PV model tools")
     pv_sub = pv.add_subparsers(dest="action", required=True, metavar="ACTION")

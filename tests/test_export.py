@@ -26,7 +26,7 @@ from dwars.policy.rl import OnnxPolicyController, PolicyError
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
-TRAINING_PACKAGES = ("torch", "stable_baselines3", "sb3_contrib", "gymnasium")
+TRAINING_PACKAGES = ("torch", "stable_baselines3", "sb3_contrib", "gymnasium", "ray")  # ray: dwars[scale], offline only
 RUNTIME_IMPORTS = ("dwars.policy.rl, dwars.policy.shield, dwars.policy.rule, dwars.policy.mpc, dwars.env.forecast, "
                    "dwars.env.dispatch, dwars.policy.lookahead, dwars.runtime.clock, dwars.runtime.driver, "
                    "dwars.runtime.sim_inverter, dwars.runtime.loop, dwars.runtime.simulate, dwars.runtime.prices, "
@@ -209,5 +209,5 @@ def runtime_training_imports() -> list[str]:
 
 
 def test_runtime_does_not_import_training_dependencies() -> None:
-    # The Pi installs dwars[runtime] only: no torch, stable-baselines3, sb3-contrib or gymnasium.
+    # The Pi installs dwars[runtime] only: no torch, stable-baselines3, sb3-contrib, gymnasium or ray.
     assert runtime_training_imports() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,59 @@ def test_an_unknown_shield_setting_is_a_clear_error(tmp_path: Path, june_15: Sce
     hyper["env"]["shield"] = "both"
     with pytest.raises(ValueError, match="env.shield = 'both'"):
         train([june_15.to_resolution(60)], [home_inst], tmp_path / "run", hyper, total_timesteps=0)
+
+
+def _onnx_logits(path: Path, obs: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: obs.astype(np.float32)})[0]
+
+
+def test_an_observation_variant_hides_its_columns_from_the_exported_policy(tmp_path: Path, june_15: Scenario,
+                                                                           home_inst: Installation) -> None:
+    """``[env] observation = "no_plan"``: the exported policy (same 226 inputs) gives the same logits whatever the
+    plan columns hold; the full observation's policy does not."""
+    from dwars.env.observation import OBSERVATION_NAMES
+    from dwars.training.export import export_run
+    from dwars.training.train import hidden_columns
+
+    scn = june_15.to_resolution(60)
+    plan = hidden_columns("no_plan")
+    assert [OBSERVATION_NAMES[i] for i in plan] == [n for n in OBSERVATION_NAMES if n.startswith("plan_")]
+    env = HomeEnergyEnv([scn], [home_inst], episode_days=2)
+    obs, _ = env.reset(seed=0, options={"start_day": "2024-06-09"})
+    rng = np.random.default_rng(1)
+    changed = np.repeat(obs[None], 16, axis=0)
+    changed[:, plan] = rng.uniform(0, 1, size=(16, len(plan)))
+    logits = {}
+    for variant in ("no_plan", "full"):
+        hyper = small_hyper()
+        hyper["env"]["observation"] = variant
+        hyper["bc"]["epochs"] = 3
+        result = train([scn], [home_inst], tmp_path / variant, hyper, total_timesteps=0)
+        assert result.figures["observation"] == variant
+        export_run(tmp_path / variant, tmp_path / f"{variant}.onnx", "model.zip")
+        logits[variant] = _onnx_logits(tmp_path / f"{variant}.onnx", np.vstack([obs[None], changed]))
+    hidden = logits["no_plan"]
+    assert np.abs(hidden[1:] - hidden[0]).max() < 1e-5
+    assert np.abs(logits["full"][1:] - logits["full"][0]).max() > 1e-3
+
+
+def test_validation_reports_come_after_cloning_and_every_chunk_and_can_stop_training(
+        tmp_path: Path, june_15: Scenario, home_inst: Installation) -> None:
+    scn = june_15.to_resolution(60)
+    hyper = small_hyper()
+    hyper["bc"]["epochs"] = 2
+    seen: list[int] = []
+
+    def validate(model: MaskablePPO, stats: ObsStats, timesteps: int) -> bool:
+        seen.append(timesteps)
+        assert model.num_timesteps == timesteps and stats.mean.shape == (226,)
+        return len(seen) < 3  # the third report stops training
+
+    result = train([scn], [home_inst], tmp_path / "run", hyper, total_timesteps=2048, validate=validate,
+                   validate_every=512)
+    assert seen[0] == 0 and len(seen) == 3
+    assert all(b - a >= 512 for a, b in itertools.pairwise(seen[1:])) and seen[1] >= 512
+    assert result.figures["ppo"]["timesteps"] == seen[-1] < 2048

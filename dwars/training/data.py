@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dwars.config import Installation
 from dwars.data.scenario import Scenario, build_scenario
@@ -59,6 +60,26 @@ def year_scenarios(inst: Installation, data_dir: str | Path, years: list[int], m
             meta = {**own.meta, "weather_year": stand_in}
             out.append(Scenario(frame, minutes, meta))
     return out
+
+
+def recipe_scenarios(base: Installation, data_h: dict[str, Any], data_dir: str | Path | None = None) -> list[Scenario]:
+    """The training scenarios of a recipe's ``[data]`` section (``dwars/training/ppo.toml``): every train year
+    at ``minutes`` for each annual load, plus the ``[data.quarter_hour]`` years at 15 minutes. ``data_dir``
+    overrides the recipe's folder."""
+    folder = data_dir or data_h["data_dir"]
+    out = year_scenarios(base, folder, list(data_h["train_years"]), int(data_h["minutes"]),
+                         list(data_h["annual_load_kwh"]))
+    quarter = data_h.get("quarter_hour")  # 15-minute versions of some years, so the policy knows that grid too
+    if quarter:
+        out += year_scenarios(base, folder, list(quarter["years"]), 15, list(quarter["annual_load_kwh"]))
+    return out
+
+
+def recipe_installations(base: Installation, rand_h: dict[str, Any]) -> list[Installation]:
+    """The training homes of a recipe's ``[randomize]`` section: ``base`` plus the drawn pool."""
+    from dwars.training.randomize import installation_pool
+
+    return [base, *installation_pool(int(rand_h["pool_size"]), int(rand_h["seed"]))]
 
 
 def _prices_file(folder: Path, year: int) -> Path:

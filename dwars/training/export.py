@@ -284,3 +284,51 @@ def parity(model: Any, path: str | Path, obs: np.ndarray, obs_mean: np.ndarray |
         "min_top2_gap": float((top2[:, 1] - top2[:, 0]).min()),
         "share_clipped": float((np.abs(normalized) >= clip_obs).mean()) if obs_mean is not None else 0.0,
     }
+
+
+def export_run(run: str | Path, out: str | Path, model_name: str = "model.zip",
+               extra_metadata: Mapping[str, Any] | None = None) -> dict[str, float | int]:
+    """Export the model of a ``dwars train`` run folder (``model_name`` + ``obs_stats.npz`` + ``train.json``) to
+    the ONNX file ``out`` and check it against torch (:func:`parity`, 10 000 observations drawn around the
+    training statistics). Used by ``dwars export`` and by ``dwars sweep`` for its best trial.
+
+    The contract: the same action everywhere and logits within 1e-5. The file is written beside ``out`` first, so
+    one that fails the check never replaces a working policy.
+
+    Raises
+    ------
+    DwarsError
+        when the run has no model, or the export fails the parity check (``out`` is then left as it was).
+    """
+    import json
+
+    from sb3_contrib import MaskablePPO
+
+    from dwars.errors import DwarsError
+    from dwars.training.train import ObsStats
+
+    run = Path(run)
+    model_path = run / model_name
+    if not model_path.exists():
+        raise DwarsError(f"{model_path}: no trained model (run dwars train --out {run} first)")
+    model = MaskablePPO.load(model_path, device="cpu")
+    stats = ObsStats.load(run / "obs_stats.npz")
+    figures = json.loads((run / "train.json").read_text(encoding="utf-8")) if (run / "train.json").exists() else {}
+    meta = {"model": model_name, "training": json.dumps(figures.get("ppo", {})), "seed": str(figures.get("seed", "")),
+            "decoding": str(figures.get("decoding", "mode")),
+            "observation_variant": str(figures.get("observation", "full")), **(extra_metadata or {})}
+    final = Path(out)
+    candidate = export_policy(model, final.with_name(f".{final.name}.candidate"), obs_mean=stats.mean,
+                              obs_var=stats.var, clip_obs=stats.clip, metadata=meta)
+    rng = np.random.default_rng(0)
+    sample = stats.mean + np.sqrt(stats.var) * rng.standard_normal((10_000, len(stats.mean))).astype(np.float32)
+    # Both sides get bit-identical normalised inputs (normalize_obs mirrors the graph) and run the network in
+    # float64, so the contract holds exactly, not just on average.
+    check = parity(model, candidate, sample.astype(np.float32), obs_mean=stats.mean, obs_var=stats.var,
+                   clip_obs=stats.clip)
+    if check["action_agreement"] < 1.0 or check["max_abs_logit_diff"] >= 1e-5:
+        candidate.unlink(missing_ok=True)
+        raise DwarsError(f"export parity failed: max |logit difference| {check['max_abs_logit_diff']:.1e}, same "
+                         f"action {check['action_agreement']:.2%}; {final} was left as it was")
+    candidate.replace(final)
+    return check

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,13 +20,21 @@ from typing import Any
 import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
-from stable_baselines3.common.callbacks import CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 
 from dwars.config import Installation
 from dwars.data.scenario import Scenario
 from dwars.env.home_env import EpisodeData
 from dwars.env.modes import Decision, decision_to_action
-from dwars.env.observation import I_PLAN, I_SOC, N_PLAN, PLAN_SOC_HOURS, with_plan, with_soc
+from dwars.env.observation import (
+    I_PLAN,
+    I_SOC,
+    N_PLAN,
+    OBSERVATION_NAMES,
+    PLAN_SOC_HOURS,
+    with_plan,
+    with_soc,
+)
 from dwars.env.vec_env import HomeEnergyVecEnv
 from dwars.training.advantage import (
     advantage_demonstrations,
@@ -43,6 +52,30 @@ def default_hyperparameters() -> dict[str, Any]:
     return tomllib.loads((resources.files("dwars.training") / "ppo.toml").read_text(encoding="utf-8"))
 
 
+#: ``[env] observation``: which column groups of the observation the policy sees (see
+#: :mod:`dwars.env.observation`). A variant hides groups without changing the observation's layout, so the
+#: ONNX contract with the runtime stays the same: a hidden column is normalised with variance
+#: :data:`HIDDEN_VAR`, which maps every value it can take to (almost exactly) 0 in the exported graph too.
+OBSERVATION_VARIANTS: dict[str, tuple[str, ...]] = {
+    "full": (),
+    "no_plan": ("plan_",),                     # decide without the MPC's plan (observation v2's information)
+    "no_ranks": ("import_rank_24h", "cheaper_h_", "import_above_min_24h", "import_below_max_24h",
+                 "export_rank_24h", "export_over_buy_back_24h", "pv_surplus_24h"),
+    "no_plan_no_ranks": ("plan_", "import_rank_24h", "cheaper_h_", "import_above_min_24h",
+                         "import_below_max_24h", "export_rank_24h", "export_over_buy_back_24h", "pv_surplus_24h"),
+}
+HIDDEN_VAR = 1e30  # (x - 0) / sqrt(1e30) = x * 1e-15: an observation value of 1e4 becomes 1e-11
+
+
+def hidden_columns(variant: str) -> np.ndarray:
+    """Indices of the observation columns that ``[env] observation = variant`` hides from the policy."""
+    if variant not in OBSERVATION_VARIANTS:
+        raise ValueError(f"env.observation = {variant!r}: must be one of {', '.join(OBSERVATION_VARIANTS)}")
+    prefixes = OBSERVATION_VARIANTS[variant]
+    return np.array([i for i, name in enumerate(OBSERVATION_NAMES) if name.startswith(prefixes)], dtype=int) \
+        if prefixes else np.zeros(0, dtype=int)
+
+
 @dataclass
 class ObsStats:
     """Fixed observation normalisation, estimated once from the training data and exported with the model."""
@@ -50,6 +83,12 @@ class ObsStats:
     mean: np.ndarray
     var: np.ndarray
     clip: float = 10.0
+
+    def hide(self, columns: np.ndarray) -> ObsStats:
+        """These statistics with ``columns`` hidden from the policy (see :data:`OBSERVATION_VARIANTS`)."""
+        mean, var = self.mean.copy(), self.var.copy()
+        mean[columns], var[columns] = 0.0, HIDDEN_VAR
+        return ObsStats(mean, var, self.clip)
 
     def normalise(self, obs: np.ndarray) -> np.ndarray:
         """The network's input, computed exactly as inside the exported ONNX graph (float32)."""
@@ -259,13 +298,19 @@ def train(
     total_timesteps: int | None = None,
     resume: bool = False,
     progress_bar: bool = False,
+    validate: Callable[[MaskablePPO, ObsStats, int], bool | None] | None = None,
+    validate_every: int = 0,
 ) -> TrainResult:
     """Train a policy for ``installations`` on ``scenarios`` and save everything in ``folder``.
 
     Stages: (1) precompute episode tables for every (scenario, installation) pair, (2) estimate the fixed
-    observation normalisation, (3) behaviour cloning from the oracle (``[bc] enabled``), (4) MaskablePPO
-    with the shield's action masks for ``total_timesteps``. With ``resume`` the model in ``folder`` is
-    loaded and PPO continues.
+    observation normalisation (hiding the columns of ``[env] observation``), (3) behaviour cloning from the oracle
+    (``[bc] enabled``), (4) MaskablePPO with the shield's action masks for ``total_timesteps``. With ``resume``
+    the model in ``folder`` is loaded and PPO continues.
+
+    ``validate(model, stats, ppo_timesteps)`` is called after stage 3, every ``validate_every`` PPO time steps
+    (0: never in between) and at the end; when it returns False training stops there (``dwars sweep`` reports
+    the validation objective to Ray Tune this way).
     """
     hyper = hyper or default_hyperparameters()
     env_h, ppo_h, bc_h, train_h = hyper["env"], hyper["ppo"], hyper["bc"], hyper["train"]
@@ -294,8 +339,10 @@ def train(
     if resume and stats_path.exists():
         stats = ObsStats.load(stats_path)
     else:
-        stats = ObsStats.from_rows(np.concatenate([d.obs for d in cache.values()]))
+        variant = str(env_h.get("observation", "full"))
+        stats = ObsStats.from_rows(np.concatenate([d.obs for d in cache.values()])).hide(hidden_columns(variant))
         stats.save(stats_path)
+        figures["observation"] = variant
     venv = NormalisedVecEnv(vec, stats)
     arch = list(ppo_h["net_arch"])
     model_path = folder / "model.zip"
@@ -350,18 +397,46 @@ def train(
         for p in actor:
             p.requires_grad_(True)
         figures["critic_warmup"] = {"timesteps": warmup, "wall_s": time.perf_counter() - t_w}
-    if steps > 0:
+    go_on = validate is None or validate(model, stats, 0) is not False
+    if steps > 0 and go_on:
         t2 = time.perf_counter()
         every = max(int(train_h["checkpoint_every"]) // venv.num_envs, 1)
-        callback = CheckpointCallback(every, str(folder / "checkpoints"), name_prefix="ppo")
-        model.learn(total_timesteps=steps, callback=callback, progress_bar=progress_bar,
+        callbacks: list[BaseCallback] = [CheckpointCallback(every, str(folder / "checkpoints"), name_prefix="ppo")]
+        rounds = _ValidationCallback(validate, stats, validate_every) if validate is not None else None
+        if rounds is not None:
+            callbacks.append(rounds)
+        start = model.num_timesteps
+        model.learn(total_timesteps=steps, callback=CallbackList(callbacks), progress_bar=progress_bar,
                     reset_num_timesteps=not resume)
         wall = time.perf_counter() - t2
-        figures["ppo"] = {"timesteps": steps, "wall_s": wall, "steps_per_s": steps / wall}
+        done = model.num_timesteps - start if resume else model.num_timesteps
+        figures["ppo"] = {"timesteps": done, "wall_s": wall, "steps_per_s": done / wall}
+        if rounds is not None and rounds.last != model.num_timesteps and not rounds.stopped:
+            validate(model, stats, model.num_timesteps)
     model.save(model_path)
     figures["wall_s"] = time.perf_counter() - t0
     (folder / "train.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return TrainResult(model, stats, folder, figures)
+
+
+class _ValidationCallback(BaseCallback):
+    """Calls ``validate(model, stats, timesteps)`` every ``every`` PPO time steps; False from it stops PPO."""
+
+    def __init__(self, validate: Callable[[MaskablePPO, ObsStats, int], bool | None], stats: ObsStats,
+                 every: int) -> None:
+        super().__init__()
+        self.validate, self.stats, self.every = validate, stats, every
+        self.last, self.stopped = 0, False
+
+    def _on_training_start(self) -> None:
+        self.last = self.num_timesteps  # a resumed run counts on from its steps so far
+
+    def _on_step(self) -> bool:
+        if self.every <= 0 or self.num_timesteps - self.last < self.every:
+            return True
+        self.last = self.num_timesteps
+        self.stopped = self.validate(self.model, self.stats, self.num_timesteps) is False
+        return not self.stopped
 
 
 def _dagger(model: MaskablePPO, stats: ObsStats, scenarios: list[Scenario], installations: list[Installation],
