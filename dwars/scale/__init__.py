@@ -7,6 +7,7 @@ on a cluster (``--address``, the head node's address; see docs/scale.md).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -49,7 +50,12 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     try:
         ray.init(**options)
     except (ConnectionError, ValueError, RuntimeError) as err:
-        raise DwarsError(f"--address {address!r}: cannot connect to the Ray cluster ({err})") from None
+        if not address:
+            raise DwarsError(f"cannot start a local Ray instance ({err})") from None
+        hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                "; a cluster started with `ray start` asks for its token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
+                "(or copy ~/.ray/auth_token from the head)")
+        raise DwarsError(f"--address {address!r}: cannot connect to the Ray cluster ({err}){hint}") from None
     try:
         yield ray
     finally:

@@ -60,7 +60,7 @@ HELD_OUT_FROM = pd.Timestamp("2025-01-01")  # 2025 and later: the held-out test 
 SWEEP_DEFAULTS: dict[str, Any] = {
     "recipe": "", "config": "", "num_samples": 1, "metric": "objective_eur", "max_concurrent": 0,
     "cpus_per_trial": 1, "validate_every": 20000, "early_stopping": "asha", "grace_period": 1,
-    "reduction_factor": 2, "seed": 0,
+    "reduction_factor": 2, "seed": 0, "memory_gb_per_trial": 0,
 }
 PERIOD_KEYS = ("prices", "weather", "start", "end", "minutes", "annual_load_kwh")
 
@@ -141,6 +141,9 @@ def load_sweep(path: str | Path) -> SweepSpec:
     for key in ("num_samples", "cpus_per_trial", "validate_every", "grace_period", "reduction_factor"):
         if not isinstance(options[key], int) or isinstance(options[key], bool) or options[key] < 1:
             problems.append(f"sweep.{key} = {options[key]!r}: must be a whole number of at least 1")
+    memory = options["memory_gb_per_trial"]
+    if not isinstance(memory, int | float) or isinstance(memory, bool) or memory < 0:
+        problems.append(f"sweep.memory_gb_per_trial = {memory!r}: must be 0 (not reserved) or more GB")
     if not isinstance(options["seed"], int) or isinstance(options["seed"], bool) or options["seed"] < 0:
         problems.append(f"sweep.seed = {options['seed']!r}: must be a whole number (the draws of the space)")
     if not isinstance(options["max_concurrent"], int) or options["max_concurrent"] < 0:

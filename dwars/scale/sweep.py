@@ -192,7 +192,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, address: str | None = None, work
                                       reduction_factor=int(options["reduction_factor"]))
         trainable = tune.with_resources(
             tune.with_parameters(dwars_trial, spec=spec, data=data, baselines=baselines),
-            {"cpu": int(options["cpus_per_trial"])})
+            {"cpu": int(options["cpus_per_trial"]),
+             # Ray starts no more trials on a node than its memory holds (the recipe's episode tables are GBs)
+             **({"memory": float(options["memory_gb_per_trial"]) * 2**30} if options["memory_gb_per_trial"] else {})})
         tuner = tune.Tuner(
             trainable, param_space=tune_space(spec),
             tune_config=tune.TuneConfig(metric=metric, mode="min", scheduler=scheduler,
