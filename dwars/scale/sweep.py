@@ -242,7 +242,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, address: str | None = None, work
         "figures": figures, "trials": [{k: _plain(v) for k, v in row.items()} for row in table.to_dict("records")],
     }, indent=2, default=str) + "\n", encoding="utf-8")
     with contextlib.suppress(DwarsError):  # matplotlib missing: the figures are in trials.csv
-        plot_curves(grid, metric, baselines, out / "curves.png")
+        plot_curves(grid, metric, baselines, out / "curves.png", tuple(spec.distributions))
     return SweepResult(table, best, baselines, out, figures)
 
 
@@ -272,8 +272,10 @@ def trials_table(grid: Any, spec: SweepSpec, metric: str) -> pd.DataFrame:
     return table
 
 
-def plot_curves(grid: Any, metric: str, baselines: dict[str, float], path: Path) -> Path:
-    """The validation objective of every trial against its PPO steps, with the baselines as lines."""
+def plot_curves(grid: Any, metric: str, baselines: dict[str, float], path: Path,
+                keys: tuple[str, ...] = ()) -> Path:
+    """The validation objective of every trial against its PPO steps (labelled with its drawn ``keys``), with the
+    baselines as lines."""
     from dwars.policy.plots import _pyplot
 
     plt = _pyplot()
@@ -282,19 +284,26 @@ def plot_curves(grid: Any, metric: str, baselines: dict[str, float], path: Path)
         history = result.metrics_dataframe
         if history is None or metric not in history:
             continue
-        ax.plot(history["ppo_timesteps"], history[metric], marker="o", label=_trial_id(result))
+        drawn = ", ".join(f"{k}={_short(result.config.get(k))}" for k in keys)
+        ax.plot(history["ppo_timesteps"], history[metric], marker="o",
+                label=f"{_trial_id(result)}: {drawn}" if drawn else _trial_id(result))
     if metric == "objective_eur":
         for name, value in baselines.items():
             ax.axhline(value, linestyle="--", color="grey")
-            ax.annotate(name, (0, value), fontsize=8, color="grey")
+            ax.text(1.0, value, f" {name}", transform=ax.get_yaxis_transform(), va="center", fontsize=8,
+                    color="grey")
     ax.set_xlabel("PPO time steps (0: after behaviour cloning)")
     ax.set_ylabel(f"validation {metric} (EUR, lower is better)")
     ax.set_title("sweep: validation objective per trial")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _short(value: Any) -> str:
+    return f"{value:.2g}" if isinstance(value, float) else str(value)
 
 
 def _trial_id(result: Any) -> str:
