@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -14,8 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from dwars.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
@@ -28,12 +27,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     """A Ray head of 2 CPUs in its own process group (stopped by that group, never `ray stop`, which would stop
-    every Ray on the machine: the other test workers' too)."""
+    every Ray on the machine: the other test workers' too). Yields its address and the environment that holds its
+    token: a client runs in a process of its own, because Ray keeps the first token it read for the life of a
+    process (this test worker may have started a local Ray before)."""
     port = _free_port()
     temp = tmp_path_factory.mktemp("ray")
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # Its own token, not the shared ~/.ray/auth_token that local Ray instances of other test workers may write.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**os.environ, **auth}
     head = subprocess.Popen([str(RAY), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
                              "--include-dashboard=false", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
                              f"--temp-dir={temp}"],
@@ -48,15 +51,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     else:
         os.killpg(head.pid, signal.SIGKILL)
         pytest.fail(f"the Ray head on {address} did not start within 60 s")
-    old = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "token"  # the head asks for the token `ray start` wrote to ~/.ray/auth_token
     try:
-        yield address
+        yield address, env
     finally:
-        if old is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = old
         os.killpg(head.pid, signal.SIGTERM)
         try:
             head.wait(timeout=30)
@@ -64,7 +61,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.killpg(head.pid, signal.SIGKILL)
 
 
-def test_a_fleet_runs_on_a_cluster_given_by_address(cluster: str, tmp_path: Path) -> None:
+def test_a_fleet_runs_on_a_cluster_given_by_address(cluster: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    address, env = cluster
     fleet = tmp_path / "fleet.toml"
     fleet.write_text(
         "[fleet]\n"
@@ -73,10 +71,13 @@ def test_a_fleet_runs_on_a_cluster_given_by_address(cluster: str, tmp_path: Path
         '[[scenario]]\nname = "march days"\nprices = "sample:prices_2024.json.gz"\n'
         'weather = "sample:knmi_debilt_260_2024_T_Q.csv.gz"\nstart = "2024-03-04"\nend = "2024-03-07"\n')
     out = tmp_path / "out"
-    assert main(["fleet-evaluate", str(fleet), "--out", str(out), "--address", cluster]) == 0
+    run = subprocess.run([sys.executable, "-m", "dwars", "fleet-evaluate", str(fleet), "--out", str(out),
+                          "--address", address], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "4 homes x 1 scenarios" in run.stdout
     meta = json.loads((out / "fleet.json").read_text())
     assert meta["ray"]["cpus"] == 2 and meta["ray"]["nodes"] == 1
-    assert meta["ray"]["address"].endswith(cluster.split(":")[1])  # the cluster's, not a local instance
+    assert meta["ray"]["address"].endswith(address.split(":")[1])  # the cluster's, not a local instance
     rows = pd.read_csv(out / "fleet.csv")
     assert len(rows) == 4 * 3 and set(rows["home"]) == {"home", "east-west", "random-01", "random-02"}
 
