@@ -16,7 +16,7 @@ import dataclasses
 import difflib
 import math
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -649,7 +649,9 @@ def _convert(kind: str, value: Any) -> Any:
     raise AssertionError(kind)  # pragma: no cover - schema typo
 
 
-def _unknown_key(where: str, key: str, allowed: tuple[str, ...] | list[str]) -> str:
+def unknown_key(where: str, key: str, allowed: Sequence[str]) -> str:
+    """The problem line for an unknown ``key`` (prefixed by ``where``), with the closest known key as a hint or,
+    without one, the list of known keys. Every TOML reader of dwars words it this way."""
     hint = difflib.get_close_matches(key, list(allowed), n=1)
     extra = f"; did you mean {hint[0]}?" if hint else f"; known keys: {', '.join(allowed)}"
     return f"{where}{key}: unknown key{extra}"
@@ -666,7 +668,7 @@ def _read_section(
             if section == "pv" and key == "arrays":
                 continue
             allowed = [*schema, "arrays"] if section == "pv" else list(schema)
-            problems.append(_unknown_key(prefix, key, allowed))
+            problems.append(unknown_key(prefix, key, allowed))
             continue
         if value is False and (section, key) in _DISABLEABLE:
             out[key] = None
@@ -697,7 +699,7 @@ def installation_from_dict(raw: Mapping[str, Any], source: str = "config") -> In
     problems: list[str] = []
     for key in raw:
         if key not in _TOP_LEVEL:
-            problems.append(_unknown_key("", key, _TOP_LEVEL))
+            problems.append(unknown_key("", key, _TOP_LEVEL))
 
     def section(name: str) -> dict[str, Any]:
         value = raw.get(name, {})

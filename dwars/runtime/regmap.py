@@ -73,6 +73,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from dwars.config import unknown_key
 from dwars.env.modes import Decision, Mode
 from dwars.errors import DwarsError
 
@@ -454,9 +455,7 @@ class _Parser:
     def unknown(self, table: Mapping[str, Any], prefix: str, allowed: tuple[str, ...]) -> None:
         for key in table:
             if key not in allowed:
-                hint = difflib.get_close_matches(key, list(allowed), n=1)
-                extra = f"; did you mean {hint[0]}?" if hint else f"; known keys: {', '.join(allowed)}"
-                self.problems.append(f"{prefix}{key}: unknown key{extra}")
+                self.problems.append(unknown_key(prefix, key, allowed))
 
     def table(self, raw: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
         value = raw.get(key, {})

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from dwars.config import ConfigError, Installation, load_config
+from dwars.config import ConfigError, Installation, load_config, unknown_key
 from dwars.errors import DwarsError
 
 DEFAULT_CONTROLLERS: tuple[str, ...] = ("none", "rule", "mpc", "oracle")
@@ -94,12 +94,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "unnamed"
 
 
-def _unknown(where: str, key: str, known: Sequence[str]) -> str:
-    hint = difflib.get_close_matches(key, list(known), n=1)
-    extra = f"; did you mean {hint[0]}?" if hint else f"; known keys: {', '.join(known)}"
-    return f"{where}{key}: unknown key{extra}"
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -147,7 +141,7 @@ def _read_scenario_spec(raw: Any, i: int, base: Path, problems: list[str]) -> Sc
         return None
     for key in raw:
         if key not in _SCENARIO_KEYS:
-            problems.append(_unknown(where, key, _SCENARIO_KEYS))
+            problems.append(unknown_key(where, key, _SCENARIO_KEYS))
     name = raw.get("name")
     if name is not None and not isinstance(name, str):
         problems.append(f"{where}name = {name!r}: must be text in quotes")
@@ -307,13 +301,13 @@ def load_fleet(path: str | Path, *, controllers: Sequence[str] | None = None, se
     warnings: list[str] = []
     for key in raw:
         if key not in ("fleet", "scenario"):
-            problems.append(_unknown("", key, ("fleet", "scenario")))
+            problems.append(unknown_key("", key, ("fleet", "scenario")))
     table = raw.get("fleet", {})
     if not isinstance(table, Mapping):
         raise ConfigError(["fleet: must be a [fleet] table"], str(path))
     for key in table:
         if key not in _FLEET_KEYS:
-            problems.append(_unknown("fleet.", key, _FLEET_KEYS))
+            problems.append(unknown_key("fleet.", key, _FLEET_KEYS))
 
     patterns = _strings(table.get("homes", []))
     if patterns is None:
