@@ -100,6 +100,9 @@ BASE = TINY.read_text()
     (('early_stopping = "asha"', 'early_stopping = "median"'), "sweep.early_stopping = 'median'"),
     (('"bc.enabled" = { grid = [true, false] }', '"bc.enabled" = { sometimes = [true] }'), "one of choice, grid"),
     (('homes = ["../../../examples/home.toml"]', 'homes = ["no_such_home.toml"]'), "no_such_home.toml"),
+    (('minutes = 60\n\n[space]', 'minute = 60\n\n[space]'), "validation.minute: unknown key; did you mean minutes?"),
+    (('num_samples = 2', 'recipe = "no_recipe.toml"\nnum_samples = 2'),
+     "sweep.recipe = 'no_recipe.toml': no such file"),
 ])
 def test_a_bad_sweep_file_is_refused_naming_the_key_and_value(tmp_path: Path, change: tuple[str, str],
                                                               message: str) -> None:

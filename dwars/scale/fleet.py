@@ -61,6 +61,7 @@ from dwars import __version__
 from dwars.config import Installation, LoadConfig, SiteConfig
 from dwars.data.scenario import Scenario, build_scenario, read_scenario, write_scenario
 from dwars.errors import DwarsError
+from dwars.scale import cluster_cpus
 from dwars.scale.fleet_file import Fleet, FleetHome, ScenarioSpec, load_fleet, slug
 from dwars.scale.fleet_report import (
     CAPTURE_MIN_SAVING_EUR,
@@ -317,7 +318,7 @@ def _cluster(ray: Any) -> dict[str, Any]:
         address = ray.get_runtime_context().gcs_address
     except Exception:  # a Ray Client connection (ray://) may not tell it; the figures below it does
         address = None
-    return {"address": address, "cpus": int(ray.cluster_resources().get("CPU", 0)),
+    return {"address": address, "cpus": cluster_cpus(ray),
             "nodes": sum(1 for n in ray.nodes() if n.get("Alive")), "version": ray.__version__}
 
 

@@ -42,8 +42,9 @@ from typing import Any
 
 import pandas as pd
 
-from dwars.config import ConfigError, Installation, load_config
+from dwars.config import ConfigError, Installation, load_config, unknown_key
 from dwars.data.io import sample_path
+from dwars.errors import DataError
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 #: Recipe keys a space may set although ``ppo.toml`` leaves them out (they have defaults in the trainer).
@@ -63,6 +64,8 @@ SWEEP_DEFAULTS: dict[str, Any] = {
     "reduction_factor": 2, "seed": 0, "memory_gb_per_trial": 0,
 }
 PERIOD_KEYS = ("prices", "weather", "start", "end", "minutes", "annual_load_kwh")
+VALIDATION_KEYS = ("homes", "prices", "weather", "periods", "minutes")
+SECTIONS = ("sweep", "data", "validation", "space")
 
 
 @dataclass(frozen=True)
@@ -132,12 +135,12 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise ConfigError([f"not valid TOML: {err}"], source) from None
     problems: list[str] = []
     for section in raw:
-        if section not in ("sweep", "data", "validation", "space"):
-            problems.append(f"[{section}]: unknown section (sweep, data, validation, space)")
+        if section not in SECTIONS:
+            problems.append(unknown_key("", section, SECTIONS))
     options = {**SWEEP_DEFAULTS, **raw.get("sweep", {})}
     for key in raw.get("sweep", {}):
         if key not in SWEEP_DEFAULTS:
-            problems.append(f"sweep.{key}: unknown key ({', '.join(SWEEP_DEFAULTS)})")
+            problems.append(unknown_key("sweep.", key, tuple(SWEEP_DEFAULTS)))
     for key in ("num_samples", "cpus_per_trial", "validate_every", "grace_period", "reduction_factor"):
         if not isinstance(options[key], int) or isinstance(options[key], bool) or options[key] < 1:
             problems.append(f"sweep.{key} = {options[key]!r}: must be a whole number of at least 1")
@@ -155,9 +158,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
 
     recipe = default_hyperparameters()
     if options["recipe"]:
-        recipe_path = _file(options["recipe"], path.parent)
+        recipe_path = _file(options["recipe"], path.parent, "sweep.recipe", problems)
         try:
-            recipe = tomllib.loads(recipe_path.read_text(encoding="utf-8"))
+            if recipe_path is not None:
+                recipe = tomllib.loads(recipe_path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as err:
             problems.append(f"sweep.recipe = {options['recipe']!r}: cannot read it ({err})")
     space = dict(raw.get("space", {}))
@@ -166,6 +170,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     base = _config(options["config"], path.parent, "sweep.config", problems) if options["config"] else None
 
     validation = raw.get("validation", {})
+    problems += [unknown_key("validation.", key, VALIDATION_KEYS) for key in validation if key not in VALIDATION_KEYS]
     homes = [h for h in (_config(h, path.parent, "validation.homes", problems)
                          for h in validation.get("homes", [])) if h is not None]
     if not validation.get("homes"):
@@ -181,8 +186,8 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if data is not None:
         for key in data:
             if key not in PERIOD_KEYS:
-                problems.append(f"data.{key}: unknown key ({', '.join(PERIOD_KEYS)}); leave [data] out to train "
-                                "on the recipe's years")
+                problems.append(unknown_key("data.", key, PERIOD_KEYS) + " (leave [data] out to train on the "
+                                "recipe's years)")
         data_period = _period(data, path.parent, "data", problems)
         loads = [float(v) for v in data.get("annual_load_kwh", loads)]
         for p in periods:
@@ -271,18 +276,15 @@ def _period(raw: dict[str, Any], folder: Path, where: str, problems: list[str]) 
     return Period(files[0], files[1], start, end, int(minutes))  # type: ignore[arg-type]
 
 
-def _file(value: str, folder: Path, where: str = "", problems: list[str] | None = None) -> Path | None:
-    """``sample:NAME`` (bundled with dwars) or a path relative to the sweep file's folder."""
+def _file(value: str, folder: Path, where: str, problems: list[str]) -> Path | None:
+    """``sample:NAME`` (bundled with dwars) or a path relative to the sweep file's folder; None (and a problem)
+    when there is no such file."""
     try:
         path = sample_path(value.removeprefix("sample:")) if value.startswith("sample:") else folder / value
-    except Exception as err:  # DataError listing the samples
-        if problems is None:
-            raise
+    except DataError as err:  # it lists the samples there are
         problems.append(f"{where} = {value!r}: {err}")
         return None
     if not path.exists():
-        if problems is None:
-            raise ConfigError([f"{value!r}: no such file ({path})"])
         problems.append(f"{where} = {value!r}: no such file ({path})")
         return None
     return path

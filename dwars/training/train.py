@@ -56,13 +56,14 @@ def default_hyperparameters() -> dict[str, Any]:
 #: :mod:`dwars.env.observation`). A variant hides groups without changing the observation's layout, so the
 #: ONNX contract with the runtime stays the same: a hidden column is normalised with variance
 #: :data:`HIDDEN_VAR`, which maps every value it can take to (almost exactly) 0 in the exported graph too.
-OBSERVATION_VARIANTS: dict[str, tuple[str, ...]] = {
+_PLAN_COLUMNS = ("plan_",)  # the MPC's plan (observation v3/v4's columns 34-45)
+_RANK_COLUMNS = ("import_rank_24h", "cheaper_h_", "import_above_min_24h", "import_below_max_24h", "export_rank_24h",
+                 "export_over_buy_back_24h", "pv_surplus_24h")  # the price structure (v2's columns 26-33)
+OBSERVATION_VARIANTS: dict[str, tuple[str, ...]] = {  # name -> prefixes of the hidden columns
     "full": (),
-    "no_plan": ("plan_",),                     # decide without the MPC's plan (observation v2's information)
-    "no_ranks": ("import_rank_24h", "cheaper_h_", "import_above_min_24h", "import_below_max_24h",
-                 "export_rank_24h", "export_over_buy_back_24h", "pv_surplus_24h"),
-    "no_plan_no_ranks": ("plan_", "import_rank_24h", "cheaper_h_", "import_above_min_24h",
-                         "import_below_max_24h", "export_rank_24h", "export_over_buy_back_24h", "pv_surplus_24h"),
+    "no_plan": _PLAN_COLUMNS,
+    "no_ranks": _RANK_COLUMNS,
+    "no_plan_no_ranks": _PLAN_COLUMNS + _RANK_COLUMNS,
 }
 HIDDEN_VAR = 1e30  # (x - 0) / sqrt(1e30) = x * 1e-15: an observation value of 1e4 becomes 1e-11
 
@@ -397,7 +398,8 @@ def train(
         for p in actor:
             p.requires_grad_(True)
         figures["critic_warmup"] = {"timesteps": warmup, "wall_s": time.perf_counter() - t_w}
-    go_on = validate is None or validate(model, stats, 0) is not False
+    # The PPO steps so far: a resumed run's, else 0 (learn() below restarts the count the critic warm-up used).
+    go_on = validate is None or validate(model, stats, model.num_timesteps if resume else 0) is not False
     if steps > 0 and go_on:
         t2 = time.perf_counter()
         every = max(int(train_h["checkpoint_every"]) // venv.num_envs, 1)
